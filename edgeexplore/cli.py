@@ -1,0 +1,70 @@
+"""The ``edgeexplore`` command line: a click group whose commands live in ``edgeexplore.commands``.
+
+Every command is a thin wrapper over a library function. Errors that are the user's to fix
+(:class:`~edgeexplore.errors.EdgeExploreError`) print as one sentence and exit with status 1;
+``--debug`` shows the traceback of anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .errors import EdgeExploreError
+
+#: command modules; each defines ``COMMANDS``, a list of click commands
+COMMAND_MODULES = [
+    "edgeexplore.commands.models",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="edgeexplore")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Architecture search and ablation for efficient vision backbones on edge devices.
+
+    Build EdgeViT / EdgeNeXt / EdgeFormer-style backbones from presets or JSON configs, measure
+    their cost and latency, search architectures with Optuna into a SQLite store, run the
+    EdgeViT paper's ablations, and query the results (Pareto fronts, tables, plots).
+    """
+    ctx.obj = {"debug": debug}
+
+
+for _name in COMMAND_MODULES:
+    for _command in importlib.import_module(_name).COMMANDS:
+        cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning user errors into one line on stderr and exit status 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="edgeexplore", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.Abort:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except click.ClickException as e:
+        if debug:
+            raise
+        e.show()
+        return e.exit_code
+    except EdgeExploreError as e:
+        if debug:
+            raise
+        click.echo(f"Error: {e}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,440 @@
+"""ArchConfig: the frozen, JSON-serialisable description of a backbone.
+
+An :class:`ArchConfig` is the unit of everything in edgeexplore: the search samples them, the
+builder turns them into modules, the store keys results by their :attr:`ArchConfig.hash`. Two
+configs that build the same network must hash the same, so options that a block ignores (the
+sampler of a block without sparse attention, say) are reset to their defaults on construction.
+
+This module imports no torch: validating a config is cheap enough to do on every sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+NUM_STAGES = 4
+#: Total downsampling of the pyramid (4× stem, then three 2× downsamplers): input sides must be
+#: multiples of it.
+STRIDE = 32
+STAGE_STRIDES = (4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of a block kind: its default and what values are allowed."""
+
+    default: Any
+    choices: tuple | None = None
+    minimum: float | None = None
+    help: str = ""
+
+    def check(self, block: str, name: str, value: Any) -> Any:
+        kind = type(self.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"block {block!r}: option {name!r} must be true or false, not {value!r}")
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(
+                f"block {block!r}: option {name!r} must be {kind.__name__}, not {value!r}"
+            )
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(repr(c) for c in self.choices)
+            raise ConfigError(f"block {block!r}: option {name!r} is {value!r}; allowed: {allowed}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"block {block!r}: option {name!r} must be >= {self.minimum}, not {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A block kind selectable per stage, and the options it takes."""
+
+    name: str
+    help: str
+    options: Mapping[str, OptionSpec] = field(default_factory=dict)
+    uses_heads: bool = True
+    #: options that only matter when the stage's sample rate is > 1 (reset to defaults otherwise)
+    sparse_only: tuple[str, ...] = ()
+
+    def normalise(self, options: Mapping[str, Any], sample_rate: int) -> dict[str, Any]:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "none"
+            raise ConfigError(
+                f"block {self.name!r} has no option {unknown[0]!r} (valid options: {valid})"
+            )
+        out = {k: spec.default for k, spec in self.options.items()}
+        for k, v in options.items():
+            out[k] = self.options[k].check(self.name, k, v)
+        if sample_rate == 1:
+            for k in self.sparse_only:
+                out[k] = self.options[k].default
+        if self.name == "lgl":
+            # LSA replaces the depthwise conv, so its kernel is irrelevant, and vice versa.
+            if out["local_agg"] == "lsa":
+                out["agg_kernel"] = self.options["agg_kernel"].default
+            else:
+                out["window"] = self.options["window"].default
+        return out
+
+
+_LGL_OPTIONS = {
+    "local_agg": OptionSpec(
+        "conv", ("conv", "lsa"),
+        help="local aggregation: 'conv' (LocalAgg: pw-dw-pw convs) or 'lsa' (Twins window attention)",
+    ),
+    "agg_kernel": OptionSpec(5, (3, 5), help="LocalAgg depthwise kernel: 5 (official) or 3 (paper's supplementary)"),
+    "window": OptionSpec(7, minimum=2, help="LSA window side (maps are padded to a multiple of it)"),
+    "sampler": OptionSpec(
+        "pick", ("pick", "center", "avg", "max"),
+        help="global sparse attention sampler: 'pick' (official top-left of each r×r window), 'center', 'avg' or 'max' pooling",
+    ),
+    "local_prop": OptionSpec(
+        "deconv", ("deconv", "bilinear", "nearest"),
+        help="local propagation: 'deconv' (official transposed depthwise conv), 'bilinear' or 'nearest' upsampling",
+    ),
+}
+
+#: Every block kind a stage can use. Sibling families add theirs here.
+BLOCKS: dict[str, BlockSpec] = {
+    "lgl": BlockSpec(
+        "lgl",
+        "EdgeViT local-global-local block (official default); with sample rate 1 it is plain MHSA + MLP",
+        _LGL_OPTIONS,
+        sparse_only=tuple(_LGL_OPTIONS),
+    ),
+    "sra": BlockSpec(
+        "sra",
+        "PVT spatial-reduction attention block (the paper's 'no local aggregation' ablation); "
+        "keys/values reduced by a strided conv of the sample rate",
+    ),
+    "conv": BlockSpec(
+        "conv",
+        "conv-only block: position encoding, LocalAgg and conv FFN, no attention",
+        {"agg_kernel": _LGL_OPTIONS["agg_kernel"]},
+        uses_heads=False,
+    ),
+}
+
+MACROS = ("edgevit",)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of the pyramid: ``depth`` blocks of kind ``block`` at ``width`` channels."""
+
+    depth: int
+    width: int
+    heads: int = 1
+    mlp_ratio: float = 4.0
+    sample_rate: int = 1
+    block: str = "lgl"
+    #: the block's options, normalised to a sorted tuple of (name, value) with defaults filled in
+    options: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "heads", "sample_rate"):
+            if not _is_int(getattr(self, name)):
+                raise ConfigError(f"{name} must be an integer, not {getattr(self, name)!r}")
+        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)):
+            raise ConfigError(f"mlp_ratio must be a number, not {self.mlp_ratio!r}")
+        object.__setattr__(self, "mlp_ratio", float(self.mlp_ratio))
+        if self.depth < 1:
+            raise ConfigError(f"depth must be at least 1, not {self.depth}")
+        if self.width < 1:
+            raise ConfigError(f"width must be at least 1, not {self.width}")
+        if self.heads < 1:
+            raise ConfigError(f"heads must be at least 1, not {self.heads}")
+        if self.sample_rate < 1:
+            raise ConfigError(f"sample rate must be at least 1, not {self.sample_rate}")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"mlp_ratio must be positive, not {self.mlp_ratio}")
+        spec = BLOCKS.get(self.block)
+        if spec is None:
+            raise ConfigError(f"unknown block {self.block!r} (valid blocks: {', '.join(sorted(BLOCKS))})")
+        if not spec.uses_heads:
+            object.__setattr__(self, "heads", 1)
+        elif self.width % self.heads:
+            raise ConfigError(f"width {self.width} is not divisible by {self.heads} heads")
+        raw = dict(self.options) if self.options else {}
+        norm = spec.normalise(raw, self.sample_rate)
+        object.__setattr__(self, "options", tuple(sorted(norm.items())))
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        """The block's options as a plain dict (defaults included)."""
+        return dict(self.options)
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def hidden(self) -> int:
+        """MLP hidden width, rounded down as the authors' code does."""
+        return int(self.width * self.mlp_ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "depth": self.depth,
+            "width": self.width,
+            "heads": self.heads,
+            "mlp_ratio": self.mlp_ratio,
+            "sample_rate": self.sample_rate,
+            "block": self.block,
+            "options": self.opts,
+        }
+
+    def replace(self, **changes: Any) -> StageConfig:
+        if "block" in changes and "options" not in changes:
+            changes["options"] = {}
+        return dataclasses.replace(self, **changes)
+
+
+_STAGE_KEYS = {f.name for f in dataclasses.fields(StageConfig)}
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A whole backbone: four stages plus input resolution, classes and regularisation."""
+
+    stages: tuple[StageConfig, ...]
+    resolution: tuple[int, int] = (224, 224)
+    num_classes: int = 1000
+    drop_path_rate: float = 0.0
+    qkv_bias: bool = True
+    macro: str = "edgevit"
+    in_chans: int = 3
+
+    def __post_init__(self) -> None:
+        stages = tuple(self.stages)
+        if len(stages) != NUM_STAGES:
+            raise ConfigError(f"an architecture has {NUM_STAGES} stages, not {len(stages)}")
+        for i, s in enumerate(stages):
+            if not isinstance(s, StageConfig):
+                raise ConfigError(f"stage {i + 1}: expected a StageConfig, not {type(s).__name__}")
+        object.__setattr__(self, "stages", stages)
+        object.__setattr__(self, "resolution", parse_resolution(self.resolution))
+        if not _is_int(self.num_classes) or self.num_classes < 0:
+            raise ConfigError(f"num_classes must be a non-negative integer, not {self.num_classes!r}")
+        if not _is_int(self.in_chans) or self.in_chans < 1:
+            raise ConfigError(f"in_chans must be a positive integer, not {self.in_chans!r}")
+        if isinstance(self.drop_path_rate, bool) or not isinstance(self.drop_path_rate, (int, float)) \
+                or not 0.0 <= self.drop_path_rate < 1.0:
+            raise ConfigError(f"drop_path_rate must be in [0, 1), not {self.drop_path_rate!r}")
+        object.__setattr__(self, "drop_path_rate", float(self.drop_path_rate))
+        if not isinstance(self.qkv_bias, bool):
+            raise ConfigError(f"qkv_bias must be true or false, not {self.qkv_bias!r}")
+        if self.macro not in MACROS:
+            raise ConfigError(f"unknown macro layout {self.macro!r} (valid: {', '.join(MACROS)})")
+
+    # -- derived facts -----------------------------------------------------------------------
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(s.depth for s in self.stages)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(s.width for s in self.stages)
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(self.depths)
+
+    def stage_sizes(self, resolution: tuple[int, int] | int | None = None) -> list[tuple[int, int]]:
+        """Feature-map (H, W) of each stage at ``resolution`` (default: the config's)."""
+        h, w = parse_resolution(resolution) if resolution is not None else self.resolution
+        return [(h // s, w // s) for s in STAGE_STRIDES]
+
+    # -- serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stages": [s.to_dict() for s in self.stages],
+            "resolution": list(self.resolution),
+            "num_classes": self.num_classes,
+            "drop_path_rate": self.drop_path_rate,
+            "qkv_bias": self.qkv_bias,
+            "macro": self.macro,
+            "in_chans": self.in_chans,
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Canonical JSON: sorted keys, no whitespace unless ``indent`` is given."""
+        seps = (",", ":") if indent is None else (",", ": ")
+        return json.dumps(self.to_dict(), sort_keys=True, separators=seps, indent=indent)
+
+    @property
+    def hash(self) -> str:
+        """Stable 16-hex-digit identity of the architecture (sha256 of the canonical JSON)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArchConfig:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"an architecture must be a JSON object, not {type(data).__name__}")
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(valid))})")
+        if "stages" not in data:
+            raise ConfigError("the architecture has no 'stages' list")
+        raw_stages = data["stages"]
+        if not isinstance(raw_stages, (list, tuple)):
+            raise ConfigError("'stages' must be a list of stage objects")
+        stages = []
+        for i, st in enumerate(raw_stages):
+            stages.append(_stage_from_dict(i, st))
+        kwargs = {k: v for k, v in data.items() if k != "stages"}
+        if "resolution" in kwargs and isinstance(kwargs["resolution"], list):
+            kwargs["resolution"] = tuple(kwargs["resolution"])
+        return cls(stages=tuple(stages), **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"not valid JSON: {e.msg} at line {e.lineno}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ArchConfig:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+        try:
+            return cls.from_json(text)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+    # -- edits -------------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> ArchConfig:
+        return dataclasses.replace(self, **changes)
+
+    def with_stage(self, index: int, **changes: Any) -> ArchConfig:
+        """A copy with stage ``index`` (0-based) changed."""
+        stages = list(self.stages)
+        try:
+            stages[index] = stages[index].replace(**changes)
+        except ConfigError as e:
+            raise ConfigError(f"stage {index + 1}: {e}") from None
+        return self.replace(stages=tuple(stages))
+
+    def describe(self) -> str:
+        """One line per stage, for tables and logs."""
+        parts = []
+        for i, s in enumerate(self.stages, 1):
+            non_default = {k: v for k, v in s.options if v != BLOCKS[s.block].options[k].default}
+            extra = "".join(f" {k}={v}" for k, v in non_default.items())
+            parts.append(
+                f"stage{i}: {s.block}{extra} d={s.depth} w={s.width} h={s.heads} "
+                f"mlp={s.mlp_ratio:g} sr={s.sample_rate}"
+            )
+        return "; ".join(parts)
+
+
+def _stage_from_dict(index: int, data: Any) -> StageConfig:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"stage {index + 1}: expected an object, not {type(data).__name__}")
+    unknown = sorted(set(data) - _STAGE_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"stage {index + 1}: unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(_STAGE_KEYS))})"
+        )
+    if "depth" not in data or "width" not in data:
+        raise ConfigError(f"stage {index + 1}: 'depth' and 'width' are required")
+    try:
+        return StageConfig(**data)
+    except ConfigError as e:
+        raise ConfigError(f"stage {index + 1}: {e}") from None
+
+
+def parse_resolution(value: Any) -> tuple[int, int]:
+    """``224`` or ``(256, 192)`` or ``"256x192"`` → (H, W), each a positive multiple of 32."""
+    if isinstance(value, str):
+        parts = value.lower().replace("×", "x").split("x")
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(f"resolution {value!r} is not N or HxW") from None
+        value = nums[0] if len(nums) == 1 else tuple(nums)
+    if _is_int(value):
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_is_int(v) for v in value):
+        raise ConfigError(f"resolution must be an integer or a pair (H, W), not {value!r}")
+    h, w = value
+    if h < STRIDE or w < STRIDE or h % STRIDE or w % STRIDE:
+        raise ConfigError(f"input {h}×{w}: both sides must be positive multiples of {STRIDE}")
+    return (h, w)
+
+
+# -- presets -------------------------------------------------------------------------------------
+
+def _edgevit(depths, widths, head_dim) -> ArchConfig:
+    return ArchConfig(
+        stages=tuple(
+            StageConfig(depth=d, width=w, heads=w // head_dim, mlp_ratio=4.0, sample_rate=r)
+            for d, w, r in zip(depths, widths, (4, 2, 2, 1))
+        )
+    )
+
+
+#: Named architectures. Each is an ordinary ArchConfig; the CLI and timm know them by name.
+PRESETS: dict[str, ArchConfig] = {
+    "edgevit_xxs": _edgevit((1, 1, 3, 2), (36, 72, 144, 288), 36),
+    "edgevit_xs": _edgevit((1, 1, 3, 1), (48, 96, 240, 384), 48),
+    "edgevit_s": _edgevit((1, 2, 5, 3), (48, 96, 240, 384), 48),
+}
+
+PRESET_HELP: dict[str, str] = {
+    "edgevit_xxs": "EdgeViT-XXS (official): 4.07M params, 0.56 GFLOPs @224, 74.4% ImageNet top-1",
+    "edgevit_xs": "EdgeViT-XS (official): 6.77M params, 1.14 GFLOPs @224, 77.5% ImageNet top-1",
+    "edgevit_s": "EdgeViT-S (official): 13.1M params, 1.92 GFLOPs @224, 81.0% ImageNet top-1",
+}
+
+
+def get_preset(name: str) -> ArchConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r} (presets: {', '.join(PRESETS)})") from None
+
+
+def resolve_arch(
+    spec: str | ArchConfig,
+    *,
+    resolution: Any = None,
+    num_classes: int | None = None,
+) -> ArchConfig:
+    """A preset name or the path of a JSON config, with optional overrides."""
+    if isinstance(spec, ArchConfig):
+        cfg = spec
+    elif spec in PRESETS:
+        cfg = PRESETS[spec]
+    elif Path(spec).suffix == ".json" or Path(spec).exists():
+        cfg = ArchConfig.load(spec)
+    else:
+        raise ConfigError(
+            f"{spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON config file"
+        )
+    changes: dict[str, Any] = {}
+    if resolution is not None:
+        changes["resolution"] = parse_resolution(resolution)
+    if num_classes is not None:
+        changes["num_classes"] = num_classes
+    return cfg.replace(**changes) if changes else cfg

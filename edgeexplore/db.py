@@ -1,0 +1,107 @@
+"""The one SQLAlchemy base and engine factory every edgeexplore table uses.
+
+All our tables live in the same database as Optuna's (default ``sqlite:///edgeexplore.db``), so
+a study, its architectures, its latency measurements and its trials travel as one file.
+SQLite is opened in WAL mode with a generous busy timeout so that several worker processes and a
+reader (``trials list``, optuna-dashboard) can share the file without "database is locked".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from .errors import EdgeExploreError
+
+DEFAULT_URL = "sqlite:///edgeexplore.db"
+#: seconds a writer waits for another process's transaction before giving up
+BUSY_TIMEOUT_S = 60
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every edgeexplore table (Optuna keeps its own metadata)."""
+
+
+def default_url() -> str:
+    """``$EDGEEXPLORE_STORAGE`` if set, else ``edgeexplore.db`` in the working directory."""
+    return os.environ.get("EDGEEXPLORE_STORAGE", DEFAULT_URL)
+
+
+def normalise_url(url: str | None) -> str:
+    """Accept a SQLAlchemy URL or a bare file path; check a SQLite file can be created."""
+    url = url or default_url()
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise EdgeExploreError(f"{url!r} is not a database URL (e.g. sqlite:///edgeexplore.db)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise EdgeExploreError(f"cannot create the database {parsed.database}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise EdgeExploreError(f"cannot write the database {parsed.database}: folder {folder} is not writable")
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+_engines: dict[str, Engine] = {}
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """One engine per URL per process; SQLite gets WAL and a busy timeout. Creates our tables."""
+    url = normalise_url(url)
+    engine = _engines.get(url)
+    if engine is None:
+        kwargs = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
+        engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(engine, "connect", _sqlite_pragmas)
+        # Import every module that defines tables so create_all sees them all.
+        _import_table_modules()
+        Base.metadata.create_all(engine)
+        _engines[url] = engine
+    return engine
+
+
+def _import_table_modules() -> None:
+    import importlib
+
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+
+
+#: Modules that declare tables on :class:`Base`; each registers here so every entry point
+#: creates the full schema.
+TABLE_MODULES: list[str] = []
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A transaction: committed on success, rolled back on any error (nothing half-written)."""
+    session = sessionmaker(get_engine(url), expire_on_commit=False)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
