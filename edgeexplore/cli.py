@@ -17,6 +17,10 @@ from .errors import EdgeExploreError
 #: command modules; each defines ``COMMANDS``, a list of click commands
 COMMAND_MODULES = [
     "edgeexplore.commands.models",
+    "edgeexplore.commands.latency",
+    "edgeexplore.commands.query",
+    "edgeexplore.commands.ablate",
+    "edgeexplore.commands.search",
 ]
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError
 
@@ -64,6 +65,9 @@ class BlockSpec:
     uses_heads: bool = True
     #: options that only matter when the stage's sample rate is > 1 (reset to defaults otherwise)
     sparse_only: tuple[str, ...] = ()
+    #: optional ``fn(stage, options) -> options`` run after :meth:`normalise`: checks that need
+    #: the whole stage (depth, width) and resets options that the stage makes irrelevant
+    refine: Callable[[StageConfig, dict[str, Any]], dict[str, Any]] | None = None
 
     def normalise(self, options: Mapping[str, Any], sample_rate: int) -> dict[str, Any]:
         unknown = sorted(set(options) - set(self.options))
@@ -125,7 +129,78 @@ BLOCKS: dict[str, BlockSpec] = {
     ),
 }
 
-MACROS = ("edgevit",)
+
+def _refine_edgenext(stage: StageConfig, opts: dict[str, Any]) -> dict[str, Any]:
+    if opts["global_blocks"] > stage.depth:
+        raise ConfigError(
+            f"block 'edgenext': global_blocks {opts['global_blocks']} exceeds the stage "
+            f"depth {stage.depth}"
+        )
+    if opts["global_blocks"] == 0:
+        # conv encoders only: the SDTA options do not change the network
+        for k in _SDTA_ONLY:
+            opts[k] = _EDGENEXT_OPTIONS[k].default
+        return opts
+    scales = opts["scales"]
+    group = -(-stage.width // scales)
+    if stage.width - (scales - 1) * group < 1:
+        raise ConfigError(
+            f"block 'edgenext': width {stage.width} cannot be split into {scales} scales "
+            f"(groups of {group} leave the last one empty)"
+        )
+    return opts
+
+
+def _refine_gcc(stage: StageConfig, opts: dict[str, Any]) -> dict[str, Any]:
+    if stage.width % 2:
+        raise ConfigError(f"block 'gcc' splits channels in half; width {stage.width} is odd")
+    return opts
+
+
+_EDGENEXT_OPTIONS = {
+    "kernel": OptionSpec(
+        7, (3, 5, 7, 9), help="conv encoder depthwise kernel (authors: 3, 5, 7, 9 by stage)"
+    ),
+    "global_blocks": OptionSpec(
+        1, minimum=0,
+        help="how many trailing blocks are SDTA (authors: 0 in stage 1, else 1); "
+        "0 = conv encoders only",
+    ),
+    "scales": OptionSpec(
+        2, minimum=2, help="SDTA channel split groups (authors: 2, 2, 3, 4 by stage)"
+    ),
+    "pos_emb": OptionSpec(False, help="SDTA Fourier position encoding (authors: stage 2 only)"),
+    "layer_scale": OptionSpec(
+        1e-6, minimum=0.0, help="layer scale init value (0 = no layer scale)"
+    ),
+}
+_SDTA_ONLY = ("scales", "pos_emb")
+
+BLOCKS["edgenext"] = BlockSpec(
+    "edgenext",
+    "EdgeNeXt stage: conv encoders (dw k×k + inverted-bottleneck MLP) followed by "
+    "global_blocks SDTA blocks (split depthwise cascade + transposed channel attention)",
+    _EDGENEXT_OPTIONS,
+    refine=_refine_edgenext,
+)
+BLOCKS["gcc"] = BlockSpec(
+    "gcc",
+    "EdgeFormer gcc_ca block: global circular convs over H and W in two channel halves, "
+    "conv FFN (width × mlp_ratio) with channel attention; the meta kernel length is the "
+    "stage's map size at the nominal resolution",
+    {
+        "use_pe": OptionSpec(
+            True, help="learned position embedding added before each circular conv"
+        ),
+        "bias": OptionSpec(
+            False, help="bias on the circular convs (the reference gcc_ca has none)"
+        ),
+    },
+    uses_heads=False,
+    refine=_refine_gcc,
+)
+
+MACROS = ("edgevit", "edgenext")
 
 
 def _is_int(v: Any) -> bool:
@@ -171,6 +246,8 @@ class StageConfig:
             raise ConfigError(f"width {self.width} is not divisible by {self.heads} heads")
         raw = dict(self.options) if self.options else {}
         norm = spec.normalise(raw, self.sample_rate)
+        if spec.refine is not None:
+            norm = spec.refine(self, norm)
         object.__setattr__(self, "options", tuple(sorted(norm.items())))
 
     @property
@@ -406,6 +483,66 @@ PRESET_HELP: dict[str, str] = {
     "edgevit_xs": "EdgeViT-XS (official): 6.77M params, 1.14 GFLOPs @224, 77.5% ImageNet top-1",
     "edgevit_s": "EdgeViT-S (official): 13.1M params, 1.92 GFLOPs @224, 81.0% ImageNet top-1",
 }
+
+
+
+def _edgenext(depths, widths, heads) -> ArchConfig:
+    """The authors' EdgeNeXt layout (timm ``edgenext_*``), at its 256×256 training resolution."""
+    kernels, global_blocks, scales = (3, 5, 7, 9), (0, 1, 1, 1), (2, 2, 3, 4)
+    per_stage = zip(depths, widths, kernels, global_blocks, scales, (False, True, False, False))
+    return ArchConfig(
+        stages=tuple(
+            StageConfig(
+                depth=d, width=w, heads=heads, mlp_ratio=4.0, block="edgenext",
+                options={"kernel": k, "global_blocks": g, "scales": sc, "pos_emb": pe},
+            )
+            for d, w, k, g, sc, pe in per_stage
+        ),
+        resolution=(256, 256),
+        macro="edgenext",
+    )
+
+
+def _edgevit_hybrid(base: str, stages: dict[int, dict[str, Any]]) -> ArchConfig:
+    """An EdgeViT preset with some stages (0-based) swapped for another block kind."""
+    cfg = PRESETS[base]
+    for i, change in stages.items():
+        cfg = cfg.with_stage(i, **change)
+    return cfg
+
+
+PRESETS.update({
+    "edgenext_xx_small": _edgenext((2, 2, 6, 2), (24, 48, 88, 168), 4),
+    "edgenext_x_small": _edgenext((3, 3, 9, 3), (32, 64, 100, 192), 4),
+    "edgenext_small": _edgenext((3, 3, 9, 3), (48, 96, 160, 304), 8),
+})
+PRESETS.update({
+    # the ParC-Net authors' missing "ParC-EdgeViT-XS": GCC replaces LGL where maps are 28 and 14
+    "edgevit_xs_gcc": _edgevit_hybrid(
+        "edgevit_xs", {1: {"block": "gcc", "sample_rate": 1}, 2: {"block": "gcc", "sample_rate": 1}}
+    ),
+    # EdgeNeXt stages (conv encoders + one SDTA) in place of LGL in stages 2 and 3
+    "edgevit_xs_sdta": _edgevit_hybrid(
+        "edgevit_xs",
+        {
+            1: {"block": "edgenext", "sample_rate": 1,
+                "options": {"kernel": 5, "global_blocks": 1, "scales": 2, "pos_emb": True}},
+            2: {"block": "edgenext", "sample_rate": 1,
+                "options": {"kernel": 7, "global_blocks": 1, "scales": 3}},
+        },
+    ),
+})
+
+PRESET_HELP.update({
+    "edgenext_xx_small": "EdgeNeXt-XXS (authors / timm): 1.33M params, 0.26 GFLOPs @256, "
+    "71.2% ImageNet top-1",
+    "edgenext_x_small": "EdgeNeXt-XS (authors / timm): 2.34M params, 0.54 GFLOPs @256, "
+    "75.0% ImageNet top-1",
+    "edgenext_small": "EdgeNeXt-S (authors / timm): 5.59M params, 1.26 GFLOPs @256, "
+    "79.4% ImageNet top-1",
+    "edgevit_xs_gcc": "hybrid: EdgeViT-XS with EdgeFormer GCC blocks in stages 2 and 3 (untrained)",
+    "edgevit_xs_sdta": "hybrid: EdgeViT-XS with EdgeNeXt conv+SDTA stages 2 and 3 (untrained)",
+})
 
 
 def get_preset(name: str) -> ArchConfig:

@@ -90,7 +90,11 @@ def _import_table_modules() -> None:
 
 #: Modules that declare tables on :class:`Base`; each registers here so every entry point
 #: creates the full schema.
-TABLE_MODULES: list[str] = []
+TABLE_MODULES: list[str] = [
+    "edgeexplore.store",
+    "edgeexplore.latency.cache",
+    "edgeexplore.ablation.tables",
+]
 
 
 @contextmanager

@@ -34,11 +34,11 @@ def test_preset_heads_follow_head_dim():
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(width=100, heads=3), "stage 3: width 100 is not divisible by 3 heads"),
-        (dict(depth=0), "stage 3: depth must be at least 1"),
-        (dict(block="nope"), "stage 3: unknown block 'nope'"),
-        (dict(options={"sampler": "median"}), "option 'sampler' is 'median'"),
-        (dict(options={"samplr": "avg"}), "has no option 'samplr'"),
+        ({"width": 100, "heads": 3}, "stage 3: width 100 is not divisible by 3 heads"),
+        ({"depth": 0}, "stage 3: depth must be at least 1"),
+        ({"block": "nope"}, "stage 3: unknown block 'nope'"),
+        ({"options": {"sampler": "median"}}, "option 'sampler' is 'median'"),
+        ({"options": {"samplr": "avg"}}, "has no option 'samplr'"),
     ],
 )
 def test_validation_messages(change, message):

@@ -1,0 +1,185 @@
+"""Attention operators of the EdgeViT family, on NHWC maps (B, H, W, C).
+
+Keeping tokens as a 4-D NHWC tensor instead of (B, N, C) is the same memory layout as the
+authors' token sequences, but the map's height and width travel with the tensor, which the
+samplers, the propagation and the window partition need.
+
+All of them use ``F.scaled_dot_product_attention`` with the explicit scale ``head_dim ** -0.5``:
+it computes ``softmax(q k^T · scale) v`` exactly as the authors' unfused code does (up to float
+rounding), fused and without materialising the attention matrix where the backend can.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import pad_to_multiple
+
+SAMPLERS = ("pick", "center", "avg", "max")
+PROPAGATIONS = ("deconv", "bilinear", "nearest")
+
+
+def _heads_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B, heads, N, d) attention with the ViT scale d^-0.5."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=q.shape[-1] ** -0.5)
+
+
+class SparseGlobalAttention(nn.Module):
+    """EdgeViT's global sparse attention: sample one token per r×r window, multi-head
+    self-attention among the samples (q, k and v all from the samples), propagate back to full
+    resolution, LayerNorm, project. With ``sample_rate`` 1 it is plain MHSA over all tokens
+    followed directly by the projection (the authors' stage-4 attention).
+
+    Maps whose sides are not multiples of r are padded at the bottom/right (edge values
+    repeated, so no zeros leak into averages) and the propagated output is cropped back.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        sample_rate: int = 1,
+        sampler: str = "pick",
+        local_prop: str = "deconv",
+        qkv_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}")
+        if local_prop not in PROPAGATIONS:
+            raise ValueError(f"unknown local propagation {local_prop!r}")
+        self.heads = heads
+        self.sample_rate = sample_rate
+        self.sampler = sampler
+        self.local_prop = local_prop
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        if sample_rate > 1:
+            self.prop = (
+                nn.ConvTranspose2d(dim, dim, sample_rate, stride=sample_rate, groups=dim)
+                if local_prop == "deconv" else None
+            )
+            # the authors' LayerNorm here keeps PyTorch's default eps (1e-5), unlike the blocks'
+            self.prop_norm = nn.LayerNorm(dim, eps=1e-5)
+        self.proj = nn.Linear(dim, dim)
+
+    def _sample(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.sample_rate
+        if self.sampler == "pick":
+            # the authors' AvgPool2d(kernel 1, stride r) is this strided slice; the slice also
+            # yields ceil(H/r) rows, the size the padded variants produce, with no padding
+            return x[:, :, ::r, ::r]
+        x = pad_to_multiple(x, r, r, mode="replicate")
+        if self.sampler == "center":
+            return x[:, :, r // 2::r, r // 2::r]
+        if self.sampler == "avg":
+            return F.avg_pool2d(x, r, r)
+        return F.max_pool2d(x, r, r)
+
+    def _propagate(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        r = self.sample_rate
+        h, w = x.shape[-2:]
+        if self.prop is not None:
+            x = self.prop(x)
+        else:
+            x = F.interpolate(
+                x, size=(h * r, w * r), mode=self.local_prop,
+                **({"align_corners": False} if self.local_prop == "bilinear" else {}),
+            )
+        if x.shape[-2] != size[0] or x.shape[-1] != size[1]:
+            x = x[:, :, : size[0], : size[1]]
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        if self.sample_rate > 1:
+            x = self._sample(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        h, w = x.shape[1], x.shape[2]
+        qkv = self.qkv(x).reshape(B, h * w, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = _heads_attention(q, k, v).transpose(1, 2)
+        if self.sample_rate > 1:
+            x = x.reshape(B, h, w, C).permute(0, 3, 1, 2)
+            x = self._propagate(x, (H, W)).permute(0, 2, 3, 1)
+            x = self.prop_norm(x)
+        else:
+            x = x.reshape(B, H, W, C)
+        return self.proj(x)
+
+
+class WindowAttention(nn.Module):
+    """Twins' locally-grouped self-attention (LSA): multi-head attention inside non-overlapping
+    windows. Windows are ``window``×``window`` (clipped to the map when the map is smaller);
+    maps are zero-padded to a multiple of the window and padded tokens are masked out as keys,
+    so the result never depends on the padding."""
+
+    def __init__(self, dim: int, heads: int, window: int = 7, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.heads = heads
+        self.window = window
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    @staticmethod
+    def _partition(x: torch.Tensor, wh: int, ww: int) -> torch.Tensor:
+        """(B, Hp, Wp, C) → (B · windows, wh · ww, C)."""
+        B, Hp, Wp, C = x.shape
+        x = x.reshape(B, Hp // wh, wh, Wp // ww, ww, C).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(-1, wh * ww, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        wh, ww = min(self.window, H), min(self.window, W)
+        ph, pw = (-H) % wh, (-W) % ww
+        mask = None
+        if ph or pw:
+            x = F.pad(x, (0, 0, 0, pw, 0, ph))
+            valid = F.pad(x.new_ones(1, H, W, 1), (0, 0, 0, pw, 0, ph))
+            valid = self._partition(valid, wh, ww).reshape(1, -1, 1, 1, wh * ww) > 0.5
+            mask = valid.expand(B, -1, 1, 1, wh * ww).reshape(-1, 1, 1, wh * ww)
+        Hp, Wp = H + ph, W + pw
+        tokens = self._partition(x, wh, ww)
+        n, L = tokens.shape[0], tokens.shape[1]
+        qkv = self.qkv(tokens).reshape(n, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        out = _heads_attention(q, k, v, mask).transpose(1, 2).reshape(n, L, C)
+        out = out.reshape(B, Hp // wh, Wp // ww, wh, ww, C).permute(0, 1, 3, 2, 4, 5)
+        out = out.reshape(B, Hp, Wp, C)
+        if ph or pw:
+            out = out[:, :H, :W, :]
+        return self.proj(out)
+
+
+class SpatialReductionAttention(nn.Module):
+    """PVT's spatial-reduction attention: queries from every token; keys and values from the
+    map reduced by a conv with kernel = stride = r, then LayerNorm. Maps not divisible by r are
+    zero-padded before the reduction (a conv over a partial window, as a padded conv would)."""
+
+    def __init__(self, dim: int, heads: int, sample_rate: int = 1, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.heads = heads
+        self.sample_rate = sample_rate
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        if sample_rate > 1:
+            self.reduce = nn.Conv2d(dim, dim, sample_rate, stride=sample_rate)
+            self.reduce_norm = nn.LayerNorm(dim, eps=1e-5)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        d = C // self.heads
+        q = self.q(x).reshape(B, H * W, self.heads, d).transpose(1, 2)
+        if self.sample_rate > 1:
+            r = self.sample_rate
+            kv = self.reduce(pad_to_multiple(x.permute(0, 3, 1, 2), r, r)).permute(0, 2, 3, 1)
+            kv = self.reduce_norm(kv)
+        else:
+            kv = x
+        kv = self.kv(kv).reshape(B, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        out = _heads_attention(q, k, v).transpose(1, 2).reshape(B, H, W, C)
+        return self.proj(out)

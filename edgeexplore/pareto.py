@@ -1,0 +1,442 @@
+"""Pareto fronts, hypervolume, knee points and trade-off plots over stored objectives.
+
+Everything here works on a plain ``(n_points, n_objectives)`` array of objective values plus the
+objectives' directions; the store is :mod:`edgeexplore.query`'s business.
+
+* **Front.** Optuna's own non-domination test (``optuna.study._multi_objective._is_pareto_front``,
+  the function behind ``study.best_trials``) on the values turned into losses (maximised
+  objectives negated), so membership is exactly what Optuna would report for the same trials.
+  Optuna 5 has no public function for this on bare arrays, hence the private import (pinned by
+  ``tests/test_pareto.py``, which checks against ``study.best_trials``).
+* **Hypervolume.** ``optuna._hypervolume.compute_hypervolume`` (WFG; exact) in the loss space.
+  Reference point: per objective, the worst value observed among the points analysed plus 10% of
+  that objective's observed range (plus 10% of its magnitude, or 1, when the range is zero), so
+  every point, even the worst, contributes a non-zero volume and fronts from several studies
+  are compared against one box. The raw hypervolume is in the product of the objectives' units;
+  ``hypervolume_normalised`` divides it by the volume of the box between the ideal point (best
+  value of each objective) and the reference point, giving a share in [0, 1].
+* **Knee.** Normalise the front's losses to [0, 1] per objective (0 = best on the front); take
+  the hyperplane through the front's extreme points (each the best in one objective: for two
+  objectives, the line between the two ends of the front) and pick the point farthest from it
+  on the ideal side. When that is undefined (fewer than 3 points on the front, extremes that do
+  not span a hyperplane, or a front with nothing bulging towards the ideal point) the knee is
+  the point closest to the ideal point (0, ..., 0).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from optuna._hypervolume import compute_hypervolume
+from optuna.study._multi_objective import _is_pareto_front
+
+from .errors import EdgeExploreError
+
+Direction = Literal["min", "max"]
+
+#: share of the observed range added beyond the worst value to place the reference point
+REFERENCE_MARGIN = 0.10
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A stored metric and whether smaller or larger is better."""
+
+    name: str
+    direction: Direction
+
+    @property
+    def sign(self) -> float:
+        """+1 for minimised objectives, -1 for maximised ones (loss = sign × value)."""
+        return 1.0 if self.direction == "min" else -1.0
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.direction}"
+
+
+#: how an objective is shown: axis label, unit, factor from stored value to displayed value
+DISPLAY: dict[str, tuple[str, str, float]] = {
+    "accuracy": ("Top-1 accuracy", "%", 100.0),
+    "latency_ms": ("Latency", "ms", 1.0),
+    "latency_p90_ms": ("Latency p90", "ms", 1.0),
+    "flops": ("FLOPs", "G", 1e-9),
+    "params": ("Parameters", "M", 1e-6),
+    "activations": ("Activations", "M", 1e-6),
+    "energy_mj": ("Energy per inference", "mJ", 1.0),
+    "images_per_second": ("Training throughput", "img/s", 1.0),
+    "train_seconds": ("Training time", "s", 1.0),
+}
+
+
+def display(name: str) -> tuple[str, str, float]:
+    """(label, unit, scale) for an objective; unknown names are shown as stored."""
+    return DISPLAY.get(name, (name, "", 1.0))
+
+
+def axis_label(obj: Objective) -> str:
+    label, unit, _ = display(obj.name)
+    better = "higher" if obj.direction == "max" else "lower"
+    return f"{label} ({unit}), {better} is better" if unit else f"{label}, {better} is better"
+
+
+def format_value(name: str, value: float | None) -> str:
+    """A stored value in display units, e.g. accuracy 0.7123 → '71.23 %'."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    _, unit, scale = display(name)
+    v = value * scale
+    text = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"
+    return f"{text} {unit}".strip()
+
+
+def to_loss(values: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
+    """Values → losses (every objective minimised)."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or values.shape[1] != len(objectives):
+        raise EdgeExploreError(
+            f"expected one column per objective ({len(objectives)}), got shape {values.shape}"
+        )
+    return values * np.array([o.sign for o in objectives])
+
+
+def pareto_mask(values: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
+    """True for the non-dominated points (duplicates of a front point are on the front too)."""
+    loss = to_loss(values, objectives)
+    if len(loss) == 0:
+        return np.zeros(0, dtype=bool)
+    return _is_pareto_front(loss, assume_unique_lexsorted=False)
+
+
+def reference_point(values: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
+    """The hypervolume reference point, in loss space (see the module docstring)."""
+    loss = to_loss(values, objectives)
+    if len(loss) == 0:
+        raise EdgeExploreError("no points to place a reference point from")
+    worst, best = loss.max(axis=0), loss.min(axis=0)
+    span = worst - best
+    fallback = np.where(np.abs(worst) > 0, np.abs(worst), 1.0)
+    return worst + REFERENCE_MARGIN * np.where(span > 0, span, fallback)
+
+
+def hypervolume(
+    values: np.ndarray, objectives: Sequence[Objective], reference: np.ndarray | None = None
+) -> float:
+    """Volume dominated by ``values`` up to ``reference`` (loss space; default: see above)."""
+    loss = to_loss(values, objectives)
+    if len(loss) == 0:
+        return 0.0
+    ref = reference_point(values, objectives) if reference is None else np.asarray(reference)
+    inside = np.all(loss <= ref, axis=1)  # points beyond the box add nothing
+    if not inside.any():
+        return 0.0
+    loss = loss[inside]
+    front = loss[_is_pareto_front(loss, assume_unique_lexsorted=False)]
+    return float(compute_hypervolume(front, ref, assume_pareto=False))
+
+
+def knee_index(
+    values: np.ndarray, objectives: Sequence[Objective], mask: np.ndarray | None = None
+) -> int | None:
+    """Index (into ``values``) of the front's knee point; ``None`` when there are no points.
+
+    ``mask`` (the :func:`pareto_mask` of ``values``) saves recomputing the front.
+    """
+    if len(values) == 0:
+        return None
+    mask = pareto_mask(values, objectives) if mask is None else mask
+    idx = np.flatnonzero(mask)
+    loss = to_loss(values, objectives)[idx]
+    lo, hi = loss.min(axis=0), loss.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    z = (loss - lo) / span  # 0 = best on the front, 1 = worst on the front
+    closest = int(idx[np.argmin(np.linalg.norm(z, axis=1))])
+    k = z.shape[1]
+    if len(z) < 3:
+        return closest
+    extremes = z[np.argmin(z, axis=0)]  # row i: the point best in objective i
+    try:
+        normal = np.linalg.solve(extremes, np.ones(k))  # plane {x : normal·x = 1}
+    except np.linalg.LinAlgError:
+        return closest
+    if not np.all(np.isfinite(normal)) or np.linalg.norm(normal) == 0:
+        return closest
+    # The ideal point (origin) satisfies normal·0 = 0 < 1, so a positive distance lies towards it.
+    dist = (1.0 - z @ normal) / np.linalg.norm(normal)
+    if dist.max() <= 1e-12:
+        return closest
+    return int(idx[int(np.argmax(dist))])
+
+
+@dataclass
+class ReferencePoint:
+    """A named architecture (a preset) drawn for comparison; unknown objectives are ``None``."""
+
+    name: str
+    values: dict[str, float | None]
+    note: str = ""
+
+
+@dataclass
+class ParetoResult:
+    """The analysis of one set of points: front, hypervolume, knee, per-group hypervolumes."""
+
+    objectives: list[Objective]
+    values: np.ndarray  # (n, k) stored values
+    ids: list[Any]  # e.g. trial ids, one per row
+    groups: list[str]  # e.g. the study of each row
+    on_front: np.ndarray  # (n,) bool
+    reference: np.ndarray  # loss space
+    hypervolume: float
+    hypervolume_normalised: float
+    knee: int | None  # row index
+    group_hypervolumes: dict[str, float] = field(default_factory=dict)
+    references: list[ReferencePoint] = field(default_factory=list)
+
+    @property
+    def front(self) -> list[int]:
+        """Row indices of the front, sorted by the first objective (best first)."""
+        idx = np.flatnonzero(self.on_front)
+        loss0 = to_loss(self.values[idx], self.objectives)[:, 0] if len(idx) else []
+        return [int(i) for i in idx[np.argsort(loss0, kind="stable")]]
+
+    @property
+    def reference_values(self) -> list[float]:
+        """The reference point in stored units (maximised objectives turned back)."""
+        return [float(r * o.sign) for r, o in zip(self.reference, self.objectives)]
+
+    def to_dict(self) -> dict[str, Any]:
+        def row(i: int) -> dict[str, Any]:
+            d = {"id": self.ids[i], "group": self.groups[i]}
+            d.update({o.name: float(v) for o, v in zip(self.objectives, self.values[i])})
+            return d
+
+        return {
+            "objectives": [str(o) for o in self.objectives],
+            "points": len(self.values),
+            "front": [row(i) for i in self.front],
+            "knee": None if self.knee is None else row(self.knee),
+            "hypervolume": self.hypervolume,
+            "hypervolume_normalised": self.hypervolume_normalised,
+            "reference_point": dict(zip([o.name for o in self.objectives], self.reference_values)),
+            "group_hypervolumes": self.group_hypervolumes,
+            "presets": [{"name": r.name, **r.values, "note": r.note} for r in self.references],
+        }
+
+
+def analyse(
+    values: np.ndarray,
+    objectives: Sequence[Objective],
+    ids: Sequence[Any] | None = None,
+    groups: Sequence[str] | None = None,
+) -> ParetoResult:
+    """Front, hypervolume (one reference point for all groups) and knee of ``values``."""
+    objectives = list(objectives)
+    if not 2 <= len(objectives) <= 3:
+        raise EdgeExploreError(f"a Pareto analysis takes 2 or 3 objectives, not {len(objectives)}")
+    values = np.asarray(values, dtype=float).reshape(-1, len(objectives))
+    n = len(values)
+    if n == 0:
+        raise EdgeExploreError("no complete trials have values for every objective")
+    if not np.all(np.isfinite(values)):
+        raise EdgeExploreError("objective values must be finite numbers")
+    ids = list(range(n)) if ids is None else list(ids)
+    groups = [""] * n if groups is None else list(groups)
+    mask = pareto_mask(values, objectives)
+    ref = reference_point(values, objectives)
+    loss = to_loss(values, objectives)
+    # Every point lies inside the reference box by construction, so the front alone decides.
+    hv = float(compute_hypervolume(loss[mask], ref, assume_pareto=True))
+    box = float(np.prod(ref - loss.min(axis=0)))
+    per_group = {}
+    garr = np.array(groups, dtype=object)
+    unique_groups = list(dict.fromkeys(groups))
+    for g in unique_groups:
+        per_group[g] = hv if len(unique_groups) == 1 else hypervolume(
+            values[garr == g], objectives, ref)
+    return ParetoResult(
+        objectives=objectives, values=values, ids=ids, groups=groups, on_front=mask,
+        reference=ref, hypervolume=hv, hypervolume_normalised=hv / box if box > 0 else 0.0,
+        knee=knee_index(values, objectives, mask), group_hypervolumes=per_group,
+    )
+
+
+# -- plots --------------------------------------------------------------------------------------
+
+_GROUP_COLOURS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+_FRONT_COLOUR = "#d62728"
+_PRESET_COLOUR = "#222222"
+
+
+def plot(result: ParetoResult, path: str | Path, title: str | None = None) -> Path:
+    """Draw the trade-off to ``path``: ``.png`` (``.svg``, ``.pdf``) or a self-contained ``.html``.
+
+    The first objective is the y axis and the second the x axis (accuracy over latency, as the
+    EdgeViT paper draws it); a third objective colours the points. Front points are solid and
+    joined by the front's staircase, dominated ones faded; the knee is a star. Presets with every
+    objective known are labelled points; presets with only the x (or only the y) objective known
+    are labelled vertical (or horizontal) lines.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".svg", ".pdf", ".html", ".htm"):
+        raise EdgeExploreError(f"cannot plot to {path.name}: use a .png, .svg, .pdf or .html file")
+    fig = _figure(result, plt, title)
+    try:
+        if suffix in (".html", ".htm"):
+            buf = io.StringIO()
+            fig.savefig(buf, format="svg", bbox_inches="tight")
+            path.write_text(_html_page(result, buf.getvalue(), title), encoding="utf-8")
+        else:
+            fig.savefig(path, dpi=150, bbox_inches="tight")
+    except OSError as e:
+        raise EdgeExploreError(f"cannot write {path}: {e.strerror}") from None
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _figure(result: ParetoResult, plt: Any, title: str | None):
+    objs = result.objectives
+    yo, xo = objs[0], objs[1]
+    ys = result.values[:, 0] * display(yo.name)[2]
+    xs = result.values[:, 1] * display(xo.name)[2]
+    fig, ax = plt.subplots(figsize=(8.5, 6))
+    mask = result.on_front
+    third = objs[2] if len(objs) == 3 else None
+    groups = sorted(set(result.groups))
+    colour_of = {g: _GROUP_COLOURS[i % len(_GROUP_COLOURS)] for i, g in enumerate(groups)}
+    garr = np.array(result.groups, dtype=object)
+    if third is not None:
+        cs = result.values[:, 2] * display(third.name)[2]
+        norm = plt.Normalize(cs.min(), cs.max() if cs.max() > cs.min() else cs.min() + 1)
+        if (~mask).any():
+            ax.scatter(xs[~mask], ys[~mask], c=cs[~mask], cmap="viridis", norm=norm, s=22,
+                       alpha=0.3, linewidths=0, label="dominated")
+        sc = ax.scatter(xs[mask], ys[mask], c=cs[mask], cmap="viridis", norm=norm, s=70,
+                        edgecolors=_FRONT_COLOUR, linewidths=1.6, label="Pareto front", zorder=3)
+        bar = fig.colorbar(sc, ax=ax)
+        bar.set_label(axis_label(third))
+    else:
+        for g in groups:
+            sel = (garr == g) & ~mask
+            if not sel.any():
+                continue
+            label = f"dominated ({g})" if len(groups) > 1 else "dominated"
+            ax.scatter(xs[sel], ys[sel], s=20, color=colour_of[g], alpha=0.3, linewidths=0,
+                       label=label)
+        for g in groups:
+            sel = (garr == g) & mask
+            if sel.any():
+                label = f"Pareto front ({g})" if len(groups) > 1 else "Pareto front"
+                ax.scatter(xs[sel], ys[sel], s=60, color=colour_of[g] if len(groups) > 1
+                           else _FRONT_COLOUR, edgecolors="black", linewidths=0.8, zorder=3,
+                           label=label)
+        front = np.array(result.front)
+        if len(front) > 1:
+            ax.step(xs[front[np.argsort(xs[front])]], ys[front[np.argsort(xs[front])]],
+                    # the attainment staircase: a point covers larger x when x is minimised
+                    where="post" if xo.direction == "min" else "pre",
+                    color=_FRONT_COLOUR, linewidth=1.2, alpha=0.8, zorder=2)
+    if result.knee is not None:
+        k = result.knee
+        ax.scatter([xs[k]], [ys[k]], marker="*", s=320, color="gold", edgecolors="black",
+                   linewidths=1.0, zorder=4, label="knee")
+        ax.annotate(f"knee (trial {result.ids[k]})", (xs[k], ys[k]), xytext=(12, -4),
+                    textcoords="offset points", fontsize=9, va="top", zorder=6,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none",
+                          "alpha": 0.8})
+    _draw_presets(ax, result)
+    ax.set_xlabel(axis_label(xo))
+    ax.set_ylabel(axis_label(yo))
+    ax.grid(True, alpha=0.3)
+    n_front = int(mask.sum())
+    head = title or "Pareto front"
+    ax.set_title(
+        f"{head}\n{len(xs)} trials, {n_front} on the front, "
+        f"hypervolume {result.hypervolume_normalised:.3f} (normalised)",
+        fontsize=11,
+    )
+    ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_presets(ax: Any, result: ParetoResult) -> None:
+    yo, xo = result.objectives[0], result.objectives[1]
+    ysc, xsc = display(yo.name)[2], display(xo.name)[2]
+    drew_point = drew_line = False
+    known_x = [r.values[xo.name] for r in result.references if r.values.get(xo.name) is not None]
+    all_x = np.concatenate([result.values[:, 1], np.array(known_x, dtype=float)]) * xsc
+    right_edge = all_x.min() + 0.8 * (all_x.max() - all_x.min())
+    for ref in result.references:
+        x, y = ref.values.get(xo.name), ref.values.get(yo.name)
+        if x is not None and y is not None:
+            ax.scatter([x * xsc], [y * ysc], marker="D", s=60, color=_PRESET_COLOUR, zorder=5,
+                       label=None if drew_point else "presets")
+            drew_point = True
+            near_right = x * xsc > right_edge  # keep the label inside the axes
+            ax.annotate(ref.name, (x * xsc, y * ysc), xytext=(-6 if near_right else 6, 6),
+                        textcoords="offset points", ha="right" if near_right else "left",
+                        fontsize=9, fontweight="bold", color=_PRESET_COLOUR)
+        elif x is not None:
+            # Labels sit at the bottom (right) edge, away from the front's best corner.
+            ax.axvline(x * xsc, color=_PRESET_COLOUR, linestyle="--", linewidth=1, alpha=0.7,
+                       label=None if drew_line else f"presets ({yo.name} not measured)")
+            drew_line = True
+            ax.annotate(f"{ref.name} ({format_value(xo.name, x)})", (x * xsc, 0.02),
+                        xycoords=("data", "axes fraction"), xytext=(-3, 0),
+                        textcoords="offset points", rotation=90, va="bottom", ha="right",
+                        fontsize=9, color=_PRESET_COLOUR)
+        elif y is not None:
+            ax.axhline(y * ysc, color=_PRESET_COLOUR, linestyle="--", linewidth=1, alpha=0.7,
+                       label=None if drew_line else f"presets ({xo.name} not measured)")
+            drew_line = True
+            ax.annotate(f"{ref.name} ({format_value(yo.name, y)})", (0.98, y * ysc),
+                        xycoords=("axes fraction", "data"), xytext=(0, 3),
+                        textcoords="offset points", va="bottom", ha="right", fontsize=9,
+                        color=_PRESET_COLOUR)
+
+
+def _html_page(result: ParetoResult, svg: str, title: str | None) -> str:
+    """One self-contained page: the SVG figure inline, then the front as a table."""
+    import html
+
+    svg = svg[svg.find("<svg"):]  # drop the XML prolog and doctype inside HTML
+    heads = "".join(
+        f"<th>{html.escape(display(o.name)[0])} ({html.escape(display(o.name)[1])})</th>"
+        for o in result.objectives
+    )
+    rows = []
+    for i in result.front:
+        cells = "".join(
+            f"<td>{v * display(o.name)[2]:.4g}</td>"
+            for o, v in zip(result.objectives, result.values[i])
+        )
+        knee = " (knee)" if i == result.knee else ""
+        rows.append(
+            f"<tr><td>{html.escape(str(result.ids[i]))}{knee}</td>"
+            f"<td>{html.escape(result.groups[i])}</td>{cells}</tr>"
+        )
+    name = html.escape(title or "Pareto front")
+    ref = dict(zip([o.name for o in result.objectives], result.reference_values))
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{name}</title><style>body{{font-family:sans-serif;margin:2em}}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "text-align:right}</style></head><body>"
+        f"<h1>{name}</h1>{svg}"
+        f"<p>Hypervolume {result.hypervolume:.6g} (normalised {result.hypervolume_normalised:.4f})"
+        f"; reference point {html.escape(str(ref))}</p>"
+        f"<table><tr><th>trial</th><th>study</th>{heads}</tr>{''.join(rows)}</table>"
+        "</body></html>\n"
+    )

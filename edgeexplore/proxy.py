@@ -1,0 +1,588 @@
+"""Proxy training: a short, seeded AdamW run whose validation accuracy ranks architectures.
+
+The recipe (:class:`ProxyRecipe`) is AdamW without weight decay on norms and biases (timm's
+``create_optimizer_v2``), a linear warm-up into a cosine decay updated every step (timm's
+``CosineLRScheduler``), label smoothing (timm's ``LabelSmoothingCrossEntropy``), stochastic
+depth, and -- on CUDA -- mixed precision and channels-last tensors.
+
+The loop is kept lean so proxy throughput stays within 10% of a bare forward/backward loop: data
+are uint8 tensors augmented on the device in one gather, the loss is accumulated on the device
+and checked for NaN/inf only every ``nan_check_every`` steps (one host sync), and the scheduler
+and progress bar do host-side work only.
+
+Hopeless-trial early stopping (:func:`should_stop`, :func:`early_stopper`) is a pure function of
+accuracy curves, because Optuna cannot prune multi-objective studies; the study loop decides
+where to call it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import DataBundle, TensorSplit, augment_batch, normalise_batch
+from .data.bundle import num_batches
+from .errors import ConfigError, EdgeExploreError
+
+#: In-memory datasets up to this size are copied to the GPU once per run.
+DEVICE_COPY_LIMIT = 2 * 2**30
+STATUSES = ("complete", "stopped_early", "diverged")
+
+
+class DivergedError(EdgeExploreError):
+    """The training loss became NaN or infinite; ``result`` holds the curve so far."""
+
+    def __init__(self, message: str, epoch: int, step: int, result: ProxyResult | None = None):
+        super().__init__(message)
+        self.epoch, self.step, self.result = epoch, step, result
+
+
+def _auto_flag(name: str, value: Any) -> bool | str:
+    if value in ("auto", True, False):
+        return value
+    raise ConfigError(f"proxy recipe: {name} must be true, false or 'auto', not {value!r}")
+
+
+@dataclass
+class ProxyRecipe:
+    """Settings of a proxy training run (epochs and learning rates are per run, not per step)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    #: stochastic-depth rate; None keeps the model's own. For ArchConfig models use
+    #: :meth:`arch_for` before building, since blocks built with rate 0 have no DropPath module.
+    drop_path: float | None = None
+    amp: bool | str = "auto"  # auto: on CUDA only
+    amp_dtype: str = "auto"  # bfloat16 | float16 | auto (bfloat16 where the GPU supports it)
+    channels_last: bool | str = "auto"  # auto: on CUDA only
+    grad_clip: float | None = None
+    #: cap on training batches per epoch (None: the whole training split)
+    max_train_batches: int | None = None
+    eval_batch_size: int = 256
+    augment: bool = True
+    #: steps between NaN/inf checks of the loss (each check is one host-device sync)
+    nan_check_every: int = 20
+
+    def __post_init__(self) -> None:
+        def positive(name: str, integer: bool = True, allow_none: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            kind = int if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+                what = "a positive integer" if integer else "a positive number"
+                raise ConfigError(f"proxy recipe: {name} must be {what}, not {value!r}")
+
+        for name in ("epochs", "batch_size", "eval_batch_size", "nan_check_every"):
+            positive(name)
+        positive("max_train_batches", allow_none=True)
+        positive("lr", integer=False)
+        positive("grad_clip", integer=False, allow_none=True)
+        for name in ("min_lr", "weight_decay", "warmup_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"proxy recipe: {name} must be a number >= 0, not {value!r}")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"proxy recipe: min_lr ({self.min_lr}) is above lr ({self.lr})")
+        if self.warmup_epochs >= self.epochs and self.epochs > 1:
+            raise ConfigError(
+                f"proxy recipe: warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs})"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(
+                f"proxy recipe: label_smoothing must be in [0, 1), not {self.label_smoothing!r}"
+            )
+        if self.drop_path is not None and not 0 <= self.drop_path < 1:
+            raise ConfigError(f"proxy recipe: drop_path must be in [0, 1), not {self.drop_path!r}")
+        self.amp = _auto_flag("amp", self.amp)
+        self.channels_last = _auto_flag("channels_last", self.channels_last)
+        if self.amp_dtype not in ("auto", "bfloat16", "float16"):
+            raise ConfigError(
+                f"proxy recipe: amp_dtype must be 'auto', 'bfloat16' or 'float16', not {self.amp_dtype!r}"
+            )
+        if not isinstance(self.augment, bool):
+            raise ConfigError(f"proxy recipe: augment must be true or false, not {self.augment!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> ProxyRecipe:
+        """Build from a mapping (a study YAML's ``proxy:`` section); unknown keys are an error."""
+        values = dict(values or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"proxy recipe: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)}"
+            )
+        for name in ("lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing"):
+            # YAML reads 1e-3 as a string; accept numeric strings for float fields
+            if isinstance(values.get(name), str):
+                try:
+                    values[name] = float(values[name])
+                except ValueError:
+                    raise ConfigError(
+                        f"proxy recipe: {name} must be a number, not {values[name]!r}"
+                    ) from None
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def arch_for(self, cfg: Any) -> Any:
+        """``cfg`` (an ArchConfig) with this recipe's drop-path rate, if the recipe sets one."""
+        if self.drop_path is None or cfg.drop_path_rate == self.drop_path:
+            return cfg
+        return cfg.replace(drop_path_rate=self.drop_path)
+
+
+@dataclass
+class ProxyResult:
+    """The outcome of :func:`train_proxy`; ``curve`` has one dict per finished epoch."""
+
+    accuracy: float
+    best_accuracy: float
+    curve: list[dict[str, float]]
+    train_seconds: float
+    eval_seconds: float
+    images_per_second: float
+    status: str
+    epochs: int
+    steps: int
+    seed: int
+    device: str
+    amp: str | None
+    channels_last: bool
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (call it before building a model for identical weights)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}: {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EdgeExploreError(f"device {device} requested but CUDA is not available here")
+        if device.index is None:  # "cuda" and "cuda:0" must compare equal to tensors' devices
+            device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _amp_dtype(recipe: ProxyRecipe, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for full precision."""
+    enabled = recipe.amp if recipe.amp != "auto" else device.type == "cuda"
+    if not enabled:
+        return None
+    if recipe.amp_dtype == "float16":
+        return torch.float16
+    if recipe.amp_dtype == "bfloat16" or device.type != "cuda" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def _channels_last(recipe: ProxyRecipe, device: torch.device) -> bool:
+    return recipe.channels_last if recipe.channels_last != "auto" else device.type == "cuda"
+
+
+def set_drop_path(model: nn.Module, rate: float) -> int:
+    """Rescale the model's timm ``DropPath`` modules so the deepest has ``rate``, keeping the
+    model's own depth schedule (usually linear); returns how many modules were set.
+
+    Blocks a model built with rate 0 have no DropPath module at all, which is why
+    :meth:`ProxyRecipe.arch_for` exists for our own models.
+    """
+    from timm.layers import DropPath
+
+    paths = [m for m in model.modules() if isinstance(m, DropPath)]
+    top = max((float(m.drop_prob) for m in paths), default=0.0)
+    for i, module in enumerate(paths):
+        if top > 0:
+            module.drop_prob = rate * float(module.drop_prob) / top
+        else:  # no schedule to keep: rise linearly with depth
+            module.drop_prob = rate * i / max(1, len(paths) - 1)
+    return len(paths)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _criterion(recipe: ProxyRecipe) -> nn.Module:
+    from timm.loss import LabelSmoothingCrossEntropy
+
+    if recipe.label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
+    return nn.CrossEntropyLoss()
+
+
+def _on_device(split: Any, device: torch.device) -> Any:
+    if (
+        device.type == "cuda"
+        and isinstance(split, TensorSplit)
+        and split.nbytes <= DEVICE_COPY_LIMIT
+    ):
+        return split.to(device)
+    return split
+
+
+def _norm_tensors(data: DataBundle, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(data.mean, device=device).view(1, 3, 1, 1)
+    inv_std = 1.0 / torch.tensor(data.std, device=device).view(1, 3, 1, 1)
+    return mean, inv_std
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    data: DataBundle,
+    split: str = "val",
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    amp: bool | str = "auto",
+    channels_last: bool | str = "auto",
+) -> float:
+    """Top-1 accuracy (0..1) of ``model`` on a split of ``data``; one host sync in all."""
+    dev = resolve_device(device)
+    recipe = ProxyRecipe(amp=amp, channels_last=channels_last, eval_batch_size=batch_size)
+    return _evaluate(model, data, getattr(data, split), recipe, dev)
+
+
+def _evaluate(
+    model: nn.Module, data: DataBundle, split: Any, recipe: ProxyRecipe, device: torch.device
+) -> float:
+    was_training = model.training
+    model.eval()
+    model.to(device)
+    dtype, cl = _amp_dtype(recipe, device), _channels_last(recipe, device)
+    mean, inv_std = _norm_tensors(data, device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    with torch.inference_mode():
+        for x, y in split.batches(recipe.eval_batch_size, device=device):
+            x = normalise_batch(x, mean, inv_std, cl)
+            with torch.autocast(
+                device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+            ):
+                logits = model(x)
+            correct += (logits.argmax(dim=1) == y).sum()
+    model.train(was_training)
+    return correct.item() / max(1, len(split))
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_proxy(
+    model: nn.Module,
+    data: DataBundle,
+    recipe: ProxyRecipe | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    on_epoch: Callable[[int, float], bool | None] | None = None,
+    progress: bool = True,
+) -> ProxyResult:
+    """Train ``model`` on ``data`` with ``recipe`` and return its validation accuracy curve.
+
+    ``on_epoch(epoch, val_acc)`` is called after each epoch (epochs count from 1); returning
+    False stops the run with status ``"stopped_early"`` (None or True continue). A NaN or
+    infinite loss raises :class:`DivergedError` carrying the partial result. The same seed on the
+    same machine (and the same initial weights: see :func:`seed_everything`) gives the same result.
+    """
+    if recipe is None:
+        recipe = ProxyRecipe()
+    elif not isinstance(recipe, ProxyRecipe):
+        recipe = ProxyRecipe.from_dict(recipe)
+    device = resolve_device(device)
+    seed_everything(seed)
+    dtype = _amp_dtype(recipe, device)
+    cl = _channels_last(recipe, device)
+    model.to(device)
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    if recipe.drop_path is not None:
+        set_drop_path(model, recipe.drop_path)
+
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import CosineLRScheduler
+
+    train_split = _on_device(data.train, device)
+    val_split = _on_device(data.val, device)
+    n_train = len(train_split)
+    drop_last = n_train >= recipe.batch_size  # a ragged last batch only when there is one batch
+    steps_per_epoch = num_batches(n_train, recipe.batch_size, drop_last)
+    if recipe.max_train_batches is not None:
+        steps_per_epoch = min(steps_per_epoch, recipe.max_train_batches)
+    total_steps = steps_per_epoch * recipe.epochs
+    warmup_steps = min(round(recipe.warmup_epochs * steps_per_epoch), total_steps - 1)
+
+    optimizer = create_optimizer_v2(
+        model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay, filter_bias_and_bn=True
+    )
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=max(2, total_steps - warmup_steps),  # timm warns about a 1-step cosine
+        lr_min=recipe.min_lr,
+        warmup_t=warmup_steps,
+        warmup_lr_init=min(recipe.min_lr, recipe.lr * 0.01),
+        warmup_prefix=True,
+        t_in_epochs=False,
+    )
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    criterion = _criterion(recipe)
+    mean, inv_std = _norm_tensors(data, device)
+    generator = torch.Generator().manual_seed(seed)
+    amp_name = str(dtype).removeprefix("torch.") if dtype is not None else None
+
+    curve: list[dict[str, float]] = []
+    train_seconds = eval_seconds = 0.0
+    images = updates = 0
+    status = "complete"
+
+    def result(final_status: str) -> ProxyResult:
+        accs = [c["val_acc"] for c in curve]
+        return ProxyResult(
+            accuracy=accs[-1] if accs else 0.0,
+            best_accuracy=max(accs) if accs else 0.0,
+            curve=curve,
+            train_seconds=round(train_seconds, 4),
+            eval_seconds=round(eval_seconds, 4),
+            images_per_second=round(images / train_seconds, 2) if train_seconds > 0 else 0.0,
+            status=final_status,
+            epochs=len(curve),
+            steps=updates,
+            seed=seed,
+            device=str(device),
+            amp=amp_name,
+            channels_last=cl,
+            recipe=recipe.to_dict(),
+        )
+
+    def diverged(epoch: int, step: int) -> DivergedError:
+        return DivergedError(
+            f"training diverged: the loss became NaN or infinite in epoch {epoch} by step {step} "
+            f"of {steps_per_epoch} (lr={recipe.lr:g}); lower the learning rate or set grad_clip",
+            epoch,
+            step,
+            result("diverged"),
+        )
+
+    with _progress(progress) as bar:
+        task = bar.add_task("proxy training", total=total_steps)
+        for epoch in range(1, recipe.epochs + 1):
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            started = time.perf_counter()
+            step = 0
+            batches = train_split.batches(
+                recipe.batch_size,
+                shuffle=True,
+                generator=generator,
+                drop_last=drop_last,
+                device=device,
+            )
+            for x, y in batches:
+                if recipe.augment:
+                    x = augment_batch(x, data.crop_padding, data.hflip, generator)
+                x = normalise_batch(x, mean, inv_std, cl)
+                with torch.autocast(
+                    device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+                ):
+                    loss = criterion(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    if recipe.grad_clip:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    if recipe.grad_clip:
+                        nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                    optimizer.step()
+                updates += 1
+                step += 1
+                images += len(y)
+                scheduler.step_update(updates)
+                loss_sum += loss.detach()
+                # NaN/inf stays non-finite in the running sum, so a periodic check suffices
+                if step % recipe.nan_check_every == 0 and not torch.isfinite(loss_sum):
+                    train_seconds += time.perf_counter() - started
+                    raise diverged(epoch, step)
+                bar.advance(task)
+                if step >= steps_per_epoch:
+                    break
+            train_loss = (loss_sum / max(1, step)).item()  # also waits for the device
+            train_seconds += time.perf_counter() - started
+            if not math.isfinite(train_loss):
+                raise diverged(epoch, step)
+            started = time.perf_counter()
+            val_acc = _evaluate(model, data, val_split, recipe, device)
+            eval_seconds += time.perf_counter() - started
+            curve.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": round(train_loss, 6),
+                    "val_acc": val_acc,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "seconds": round(train_seconds + eval_seconds, 4),
+                }
+            )
+            bar.update(task, description=f"epoch {epoch}/{recipe.epochs} · val acc {val_acc:.3f}")
+            if on_epoch is not None and on_epoch(epoch, val_acc) is False:
+                status = "stopped_early" if epoch < recipe.epochs else "complete"
+                break
+    return result(status)
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        disable=not enabled,
+    )
+
+
+# ---------------------------------------------------------------- hopeless-trial early stopping
+
+
+def _acc_at(curve: Any, epoch: int) -> float | None:
+    """Accuracy at ``epoch`` (1-based) of a ProxyResult, a list of curve dicts or of floats."""
+    if isinstance(curve, ProxyResult):
+        curve = curve.curve
+    for i, point in enumerate(curve):
+        if isinstance(point, Mapping):
+            if point.get("epoch", i + 1) == epoch:
+                return float(point["val_acc"])
+        elif i + 1 == epoch:
+            return float(point)
+    return None
+
+
+def should_stop(
+    epoch: int,
+    acc: float,
+    completed_curves: Iterable[Any],
+    quantile: float = 0.25,
+    min_trials: int = 4,
+    min_epoch: int = 1,
+) -> bool:
+    """True when a trial is hopeless: its accuracy after ``epoch`` epochs is below the
+    ``quantile`` of the accuracies that completed trials had after the same number of epochs.
+
+    ``completed_curves`` holds the curves of finished trials of the same study (and proxy
+    recipe): ProxyResults, lists of curve dicts or lists of per-epoch accuracies. Nothing is
+    stopped before ``min_epoch`` or while fewer than ``min_trials`` completed trials reached
+    ``epoch``, so the first trials of a study always run to the end.
+    """
+    if not 0 < quantile < 1:
+        raise ConfigError(f"early stopping: quantile must be in (0, 1), not {quantile!r}")
+    if epoch < min_epoch:
+        return False
+    peers = [a for a in (_acc_at(c, epoch) for c in completed_curves) if a is not None]
+    if len(peers) < max(1, min_trials):
+        return False
+    return acc < float(np.quantile(peers, quantile))
+
+
+def early_stopper(
+    completed_curves: Sequence[Any], quantile: float = 0.25, min_trials: int = 4, min_epoch: int = 1
+) -> Callable[[int, float], bool]:
+    """An ``on_epoch`` callback for :func:`train_proxy` built on :func:`should_stop`."""
+    curves = list(completed_curves)
+
+    def on_epoch(epoch: int, acc: float) -> bool:
+        return not should_stop(epoch, acc, curves, quantile, min_trials, min_epoch)
+
+    return on_epoch
+
+
+# ---------------------------------------------------------------- throughput reference
+
+
+def bare_loop_throughput(
+    model: nn.Module,
+    data: DataBundle,
+    recipe: ProxyRecipe,
+    steps: int = 30,
+    warmup: int = 3,
+    device: str | torch.device | None = None,
+) -> float:
+    """Images per second of a bare forward/backward/step loop on one fixed, pre-normalised batch
+    with the same model, batch size, optimizer, loss, AMP and memory format as
+    :func:`train_proxy`: the ceiling the proxy's ``images_per_second`` is compared against."""
+    from timm.optim import create_optimizer_v2
+
+    dev = resolve_device(device)
+    dtype, cl = _amp_dtype(recipe, dev), _channels_last(recipe, dev)
+    model.to(dev).train()
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    x, y = next(data.train.batches(recipe.batch_size, device=dev))
+    mean, inv_std = _norm_tensors(data, dev)
+    x = normalise_batch(x, mean, inv_std, cl)
+    optimizer = create_optimizer_v2(
+        model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
+    criterion = _criterion(recipe)
+    scaler = torch.amp.GradScaler(dev.type) if dtype == torch.float16 else None
+    started = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(dev)
+            started = time.perf_counter()
+        with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = criterion(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+    _sync(dev)
+    return steps * len(y) / (time.perf_counter() - started)

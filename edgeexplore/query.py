@@ -1,0 +1,792 @@
+"""Asking the store questions from Python: studies, trials, one trial in full, exports, fronts.
+
+Every function takes ``storage`` (a SQLAlchemy URL or a SQLite path; default
+:func:`edgeexplore.db.default_url`) and refuses a SQLite file that does not exist instead of
+creating an empty one. Listings return dataclasses; pass ``as_frame=True`` for a pandas
+DataFrame (pandas is an optional dependency)::
+
+    from edgeexplore import query
+    query.list_studies()
+    query.list_trials(study="quickstart", where="latency_ms < 10 and accuracy > 0.6",
+                      sort="-accuracy", limit=10)
+    query.get_trial(12).curve
+    query.pareto_front("quickstart", objectives="accuracy:max,latency_ms:min").front
+
+``where`` and ``sort`` use the filter language of :mod:`edgeexplore.filters`; the names they may
+use are :func:`trial_fields`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError, NoSuchTableError, OperationalError
+
+from . import db
+from .config import BLOCKS, NUM_STAGES
+from .errors import EdgeExploreError
+from .filters import Field, compile_filter, compile_sort
+from .pareto import Objective, ParetoResult, ReferencePoint, analyse
+from .store import COMPLETE, Architecture, Environment, TrialResult
+
+T, A = TrialResult, Architecture
+
+#: direction of each metric a study can optimise (used when a study does not say)
+DEFAULT_DIRECTIONS: dict[str, str] = {
+    "accuracy": "max",
+    "latency_ms": "min",
+    "latency_p90_ms": "min",
+    "flops": "min",
+    "params": "min",
+    "activations": "min",
+    "energy_mj": "min",
+    "images_per_second": "max",
+    "train_seconds": "min",
+}
+#: other spellings of objective names (Optuna metric names, the user's shorthand)
+ALIASES = {"acc": "accuracy", "latency": "latency_ms", "energy": "energy_mj", "macs": "flops"}
+DEFAULT_OBJECTIVES = "accuracy:max,latency_ms:min"
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+def open_store(storage: str | None = None) -> Engine:
+    """The engine of an existing store; a missing SQLite file is an error, never created."""
+    url = db.normalise_url(storage)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database).expanduser()
+        if not path.is_file():
+            raise EdgeExploreError(
+                f"no database at {path} (run `edgeexplore search` first, or pass --storage)"
+            )
+    try:
+        engine = db.get_engine(url)
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+    except DatabaseError as e:
+        raise EdgeExploreError(f"cannot read the database {url}: {e.orig}") from None
+    if T.__tablename__ not in tables:  # pragma: no cover - get_engine creates it
+        raise EdgeExploreError(f"{url} has no {T.__tablename__} table")
+    return engine
+
+
+@cache
+def trial_fields() -> dict[str, Field]:
+    """Every name ``where`` and ``sort`` accept, with its kind and column."""
+    out: dict[str, Field] = {}
+
+    def add(name: str, kind: Any, expr: Any, help: str = "") -> None:
+        out[name] = Field(name, kind, expr, help)
+
+    for name in ("id", "number", "seed", "epochs", "reused_from", "flops", "params",
+                 "activations"):
+        add(name, "integer", getattr(T, name))
+    for name in ("accuracy", "latency_ms", "latency_p90_ms", "latency_cv", "energy_mj",
+                 "images_per_second", "sample_seconds", "cost_seconds", "latency_seconds",
+                 "train_seconds", "store_seconds", "total_seconds"):
+        add(name, "number", getattr(T, name))
+    for name in ("study", "state", "backend", "data", "resolution", "reason", "arch_hash"):
+        add(name, "text", getattr(T, name))
+    add("macro", "text", A.macro)
+    add("num_classes", "integer", A.num_classes)
+    add("depths", "text", A.depths, 'e.g. "1,1,3,2"')
+    add("widths", "text", A.widths, 'e.g. "36,72,144,288"')
+    add("device", "text", Environment.device, 'e.g. "cpu"')
+    option_kinds: dict[str, str] = {}
+    for spec in BLOCKS.values():
+        for opt, ospec in spec.options.items():
+            d = ospec.default
+            kind = "bool" if isinstance(d, bool) else "integer" if isinstance(d, int) else (
+                "number" if isinstance(d, float) else "text")
+            option_kinds.setdefault(opt, kind)
+    for i in range(1, NUM_STAGES + 1):
+        for attr, kind in (("depth", "integer"), ("width", "integer"), ("heads", "integer"),
+                           ("mlp_ratio", "number"), ("sample_rate", "integer"),
+                           ("block", "text")):
+            add(f"stage{i}.{attr}", kind, getattr(A, f"stage{i}_{attr}"))
+        options_col = getattr(A, f"stage{i}_options")
+        for opt, kind in sorted(option_kinds.items()):
+            # The JSON path is built from the whitelist above and bound as a parameter.
+            add(f"stage{i}.options.{opt}", kind, func.json_extract(options_col, f"$.{opt}"))
+    return out
+
+
+def _base_select(*columns: Any):
+    return (
+        select(*columns)
+        .select_from(T)
+        .outerjoin(A, T.arch_hash == A.hash)
+        .outerjoin(Environment, T.environment_id == Environment.id)
+    )
+
+
+def _studies_clause(study: str | Sequence[str] | None):
+    if study is None:
+        return None
+    names = [study] if isinstance(study, str) else list(study)
+    return T.study.in_(names)
+
+
+def _check_studies(engine: Engine, study: str | Sequence[str] | None) -> None:
+    if study is None:
+        return
+    names = [study] if isinstance(study, str) else list(study)
+    with engine.connect() as conn:
+        known = set(conn.scalars(select(T.study).distinct()))
+    missing = [n for n in names if n not in known]
+    if missing:
+        have = ", ".join(sorted(known)) or "none"
+        raise EdgeExploreError(f"no study named {missing[0]!r} in the store (studies: {have})")
+
+
+def _frame(rows: list[Any]):
+    try:
+        import pandas as pd
+    except ImportError:
+        raise EdgeExploreError("as_frame=True needs pandas (uv add pandas)") from None
+    return pd.DataFrame([asdict(r) if hasattr(r, "__dataclass_fields__") else r for r in rows])
+
+
+# -- studies ------------------------------------------------------------------------------------
+
+@dataclass
+class StudySummary:
+    """One study: its trials by state, its objectives and the best value of each."""
+
+    name: str
+    trials: int
+    states: dict[str, int]
+    objectives: list[str]  # "accuracy:max", ...
+    best: dict[str, float | None]
+    first_trial: str | None = None
+    last_trial: str | None = None
+
+
+def _optuna_study_attrs(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Study name → {"objectives": ["metric:dir", ...], "recipe": {...}} from Optuna's tables."""
+    with engine.connect() as conn:
+        if "studies" not in inspect(conn).get_table_names():
+            return {}
+    import optuna
+
+    try:
+        storage = optuna.storages.RDBStorage(
+            engine.url.render_as_string(hide_password=False), skip_table_creation=True,
+            skip_compatibility_check=True,
+        )
+        studies = storage.get_all_studies()
+    except (OperationalError, DatabaseError, RuntimeError):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for s in studies:
+        attrs: dict[str, Any] = {"recipe": s.user_attrs.get("recipe")}
+        names = s.system_attrs.get("study:metric_names")
+        dirs = ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in s.directions]
+        if names and len(names) == len(dirs):
+            attrs["objectives"] = [f"{normalise_objective_name(str(n))}:{d}"
+                                   for n, d in zip(names, dirs)]
+        elif isinstance(s.user_attrs.get("objectives"), list):
+            attrs["objectives"] = [str(o) for o in s.user_attrs["objectives"]]
+        out[s.study_name] = attrs
+    return out
+
+
+def list_studies(storage: str | None = None, as_frame: bool = False):
+    """Every study with results: trial counts by state, objectives and best values."""
+    engine = open_store(storage)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(T.study, T.state, func.count(), func.min(T.started_at), func.max(T.started_at))
+            .group_by(T.study, T.state)
+        ).all()
+    attrs = _optuna_study_attrs(engine)
+    objectives = {k: v.get("objectives") or [] for k, v in attrs.items()}
+    by_study: dict[str, StudySummary] = {}
+    for name in attrs:  # studies Optuna knows that have no results yet still show, with 0
+        by_study[name] = StudySummary(name, 0, {}, objectives[name], {})
+    for name, state, count, first, last in rows:
+        s = by_study.setdefault(name, StudySummary(name, 0, {}, objectives.get(name, []), {}))
+        s.states[state] = count
+        s.trials += count
+        s.first_trial = min(filter(None, [s.first_trial, _iso(first)]), default=None)
+        s.last_trial = max(filter(None, [s.last_trial, _iso(last)]), default=None)
+    with engine.connect() as conn:
+        for s in by_study.values():
+            if not s.objectives:
+                s.objectives = DEFAULT_OBJECTIVES.split(",")
+            objs = []
+            for text in s.objectives:
+                name, _, direction = text.partition(":")
+                if name in T.__table__.c and direction in ("min", "max"):
+                    objs.append(Objective(name, direction))  # type: ignore[arg-type]
+            aggs = [(func.max if o.direction == "max" else func.min)(getattr(T, o.name))
+                    for o in objs]
+            vals = conn.execute(
+                select(*aggs).where(T.study == s.name, T.state == COMPLETE)
+            ).one() if aggs else ()
+            s.best = {o.name: v for o, v in zip(objs, vals)}
+    studies = sorted(by_study.values(), key=lambda s: s.name)
+    return _frame(studies) if as_frame else studies
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(
+        value)[:19]
+
+
+# -- trials -------------------------------------------------------------------------------------
+
+@dataclass
+class TrialSummary:
+    """One row of ``trials list``: identity, state, headline metrics and the shape."""
+
+    id: int
+    study: str
+    number: int | None
+    state: str
+    accuracy: float | None
+    latency_ms: float | None
+    flops: int | None
+    params: int | None
+    energy_mj: float | None
+    backend: str | None
+    resolution: str | None
+    arch_hash: str | None
+    blocks: str | None  # "lgl,lgl,lgl,lgl"
+    depths: str | None
+    widths: str | None
+
+
+_SUMMARY_COLUMNS = [
+    T.id, T.study, T.number, T.state, T.accuracy, T.latency_ms, T.flops, T.params, T.energy_mj,
+    T.backend, T.resolution, T.arch_hash,
+    (A.stage1_block + "," + A.stage2_block + "," + A.stage3_block + "," + A.stage4_block)
+    .label("blocks"),
+    A.depths, A.widths,
+]
+
+
+def _trial_query(columns: list[Any], study, where, sort, limit, states=None):
+    fields_ = trial_fields()
+    q = _base_select(*columns).where(compile_filter(where, fields_))
+    clause = _studies_clause(study)
+    if clause is not None:
+        q = q.where(clause)
+    if states is not None:
+        q = q.where(T.state.in_(list(states)))
+    q = q.order_by(*compile_sort(sort, fields_), T.id)
+    if limit is not None:
+        if limit < 0:
+            raise EdgeExploreError(f"--limit must be zero or positive, not {limit}")
+        q = q.limit(limit)
+    return q
+
+
+def list_trials(
+    study: str | Sequence[str] | None = None,
+    where: str | None = None,
+    sort: str | Sequence[str] | None = None,
+    limit: int | None = None,
+    storage: str | None = None,
+    as_frame: bool = False,
+):
+    """Trials matching ``where`` (filter language), sorted by ``sort`` (``-`` = descending)."""
+    engine = open_store(storage)
+    _check_studies(engine, study)
+    q = _trial_query(_SUMMARY_COLUMNS, study, where, sort, limit)
+    with engine.connect() as conn:
+        rows = [TrialSummary(*r) for r in conn.execute(q)]
+    return _frame(rows) if as_frame else rows
+
+
+@dataclass
+class TrialDetail:
+    """Everything stored about one trial (``trials show``)."""
+
+    id: int
+    study: str
+    number: int | None
+    state: str
+    seed: int
+    reason: str | None
+    arch_hash: str | None
+    description: str | None
+    config: dict[str, Any] | None
+    stages: list[dict[str, Any]]
+    metrics: dict[str, Any]  # headline columns plus the JSON extras
+    cost: dict[str, Any]  # params, flops, activations, per-stage FLOPs
+    timings: dict[str, float | None]
+    curve: list[dict[str, Any]]
+    latency: list[dict[str, Any]]  # every cached measurement of the architecture
+    backend: str | None
+    backend_settings: dict[str, Any]
+    data: str | None
+    resolution: str | None
+    recipe: dict[str, Any]
+    environment: dict[str, Any]
+    reused_from: int | None
+    started_at: str | None
+    finished_at: str | None
+
+
+def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
+    """One trial in full: stages, metrics, latency per backend and device, curve, environment."""
+    engine = open_store(storage)
+    with engine.connect() as conn:
+        t = conn.execute(select(T.__table__).where(T.id == trial_id)).mappings().first()
+        if t is None:
+            last = conn.scalar(select(func.max(T.id)))
+            have = f"ids run from 1 to {last}" if last else "the store has no trials"
+            raise EdgeExploreError(f"no trial with id {trial_id} ({have})")
+        a = None
+        if t["arch_hash"]:
+            a = conn.execute(select(A.__table__).where(A.hash == t["arch_hash"])).mappings().first()
+        env = None
+        if t["environment_id"] is not None:
+            env = conn.execute(
+                select(Environment.__table__).where(Environment.id == t["environment_id"])
+            ).mappings().first()
+        latency = _latency_rows(conn, t["arch_hash"]) if t["arch_hash"] else []
+    config = json.loads(a["config"]) if a else None
+    stages = []
+    if config:
+        for i, st in enumerate(config.get("stages", []), 1):
+            stages.append({"stage": i, **st})
+    metrics = {k: t[k] for k in ("accuracy", "latency_ms", "latency_p90_ms", "latency_cv",
+                                 "energy_mj", "epochs", "images_per_second")}
+    metrics.update({k: v for k, v in _loads(t["metrics"], {}).items() if k not in metrics})
+    cost = {k: t[k] if t[k] is not None else (a[k] if a else None)
+            for k in ("params", "flops", "activations")}
+    cost["per_stage_flops"] = _loads(a["per_stage_flops"], {}) if a else {}
+    env_d = {}
+    if env is not None:
+        env_d = {k: v for k, v in env.items() if k not in ("id", "details", "fingerprint")}
+        env_d["created_at"] = _iso(env_d.get("created_at"))
+    return TrialDetail(
+        id=t["id"], study=t["study"], number=t["number"], state=t["state"], seed=t["seed"],
+        reason=t["reason"], arch_hash=t["arch_hash"], description=a["description"] if a else None,
+        config=config, stages=stages, metrics=metrics, cost=cost,
+        timings={k: t[k] for k in ("sample_seconds", "cost_seconds", "latency_seconds",
+                                   "train_seconds", "store_seconds", "total_seconds")},
+        curve=_loads(t["curve"], []), latency=latency, backend=t["backend"],
+        backend_settings=_loads(t["backend_settings"], {}), data=t["data"],
+        resolution=t["resolution"], recipe=_loads(t["recipe"], {}), environment=env_d,
+        reused_from=t["reused_from"], started_at=_iso(t["started_at"]),
+        finished_at=_iso(t["finished_at"]),
+    )
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return default
+
+
+#: latency-cache columns shown by ``trials show`` when present (the table is the latency
+#: package's; reading it by reflection keeps this module independent of its Python classes)
+LATENCY_COLUMNS = ("backend", "device", "device_name", "batch", "threads", "input_shape",
+                   "median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "count",
+                   "energy_median_j", "created_at")
+
+
+def _latency_rows(conn: Any, arch_hash: str) -> list[dict[str, Any]]:
+    from sqlalchemy import MetaData, Table
+
+    try:
+        table = Table("latency_measurements", MetaData(), autoload_with=conn)
+    except NoSuchTableError:
+        return []
+    if "arch_hash" not in table.c:
+        return []
+    order = [table.c[c] for c in ("backend", "id") if c in table.c]
+    rows = conn.execute(select(table).where(table.c.arch_hash == arch_hash).order_by(*order))
+    out = []
+    for r in rows.mappings():
+        d = {k: r[k] for k in r if k in LATENCY_COLUMNS}
+        for k, v in d.items():
+            if hasattr(v, "isoformat"):
+                d[k] = _iso(v)
+        out.append(d)
+    return out
+
+
+# -- export -------------------------------------------------------------------------------------
+
+_JSON_COLUMNS = {"metrics", "curve", "backend_settings", "recipe", "config", "per_stage_flops"}
+
+
+def export_trials(
+    format: str = "csv",
+    output: str | Path | None = None,
+    study: str | Sequence[str] | None = None,
+    where: str | None = None,
+    sort: str | Sequence[str] | None = None,
+    limit: int | None = None,
+    storage: str | None = None,
+) -> str:
+    """Every stored column of the matching trials plus their architecture, as CSV or JSON.
+
+    Returns the text, also written to ``output`` when given. In CSV the JSON columns (config,
+    curve, metrics, recipe, ...) stay JSON text; in JSON they are nested objects.
+    """
+    if format not in ("csv", "json"):
+        raise EdgeExploreError(f"unknown export format {format!r} (use csv or json)")
+    engine = open_store(storage)
+    _check_studies(engine, study)
+    arch_cols = [c.label(f"arch_{c.name}") if c.name in T.__table__.c else c
+                 for c in A.__table__.c if c.name != "hash"]
+    q = _trial_query([*T.__table__.c, *arch_cols], study, where, sort, limit)
+    with engine.connect() as conn:
+        result = conn.execute(q)
+        keys = list(result.keys())
+        rows = [dict(zip(keys, r)) for r in result]
+    for r in rows:
+        for k, v in r.items():
+            if hasattr(v, "isoformat"):
+                r[k] = _iso(v)
+    if format == "json":
+        for r in rows:
+            for k in _JSON_COLUMNS & r.keys():
+                r[k] = _loads(r[k], r[k])
+        text = json.dumps(rows, indent=1, default=str) + "\n"
+    else:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buf.getvalue()
+    if output is not None:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise EdgeExploreError(f"cannot write {output}: {e.strerror}") from None
+    return text
+
+
+# -- Pareto -------------------------------------------------------------------------------------
+
+def normalise_objective_name(name: str) -> str:
+    name = name.strip().lower()
+    return ALIASES.get(name, name)
+
+
+def parse_objectives(spec: str | Sequence[str] | None) -> list[Objective]:
+    """``"accuracy:max,latency_ms:min"`` → objectives; a missing direction takes the default."""
+    items = (spec or DEFAULT_OBJECTIVES)
+    parts = [p for p in (items.split(",") if isinstance(items, str) else items) if p.strip()]
+    valid = {n for n, f in trial_fields().items() if f.kind in ("number", "integer")
+             and "." not in n}
+    out: list[Objective] = []
+    for part in parts:
+        name, _, direction = part.strip().partition(":")
+        name = normalise_objective_name(name)
+        if name not in valid:
+            raise EdgeExploreError(
+                f"unknown objective {name!r}; stored numeric fields: {', '.join(sorted(valid))}"
+            )
+        direction = (direction.strip().lower() or DEFAULT_DIRECTIONS.get(name, ""))
+        direction = {"maximize": "max", "minimize": "min"}.get(direction, direction)
+        if direction not in ("min", "max"):
+            raise EdgeExploreError(f"objective {name!r} needs :min or :max (e.g. {name}:min)")
+        if any(o.name == name for o in out):
+            raise EdgeExploreError(f"objective {name!r} is given twice")
+        out.append(Objective(name, direction))  # type: ignore[arg-type]
+    if not 2 <= len(out) <= 3:
+        raise EdgeExploreError(f"give two or three objectives, not {len(out)} ({spec})")
+    return out
+
+
+def study_objectives(study: str, storage: str | None = None) -> list[Objective] | None:
+    """The objectives a study optimised (from Optuna's tables), when they are stored fields."""
+    objs = _optuna_study_attrs(open_store(storage)).get(study, {}).get("objectives")
+    if not objs or not 2 <= len(objs) <= 3:
+        return None
+    try:
+        return parse_objectives(objs)
+    except EdgeExploreError:
+        return None
+
+
+def pareto_front(
+    study: str | Sequence[str] | None = None,
+    objectives: str | Sequence[str] | None = None,
+    backend: str | None = None,
+    where: str | None = None,
+    presets: Sequence[str] | bool = False,
+    train_presets: bool = False,
+    storage: str | None = None,
+) -> ParetoResult:
+    """The non-dominated complete trials of one or several studies.
+
+    ``objectives`` defaults to what the (first) study optimised, else accuracy:max,latency_ms:min.
+    With a latency objective the trials must share one latency backend: pick it with ``backend``
+    when the store holds several. ``presets`` (True for edgevit_xxs/xs/s, or a list of names)
+    adds reference points measured like the trials (see :func:`preset_points`).
+    """
+    engine = open_store(storage)
+    _check_studies(engine, study)
+    names = [study] if isinstance(study, str) else list(study or [])
+    if objectives is None and names:
+        objs = study_objectives(names[0], storage) or parse_objectives(None)
+    else:
+        objs = parse_objectives(objectives)
+    cols = [getattr(T, o.name) for o in objs]
+    conds = [T.state == COMPLETE, *[c.is_not(None) for c in cols]]
+    clause = _studies_clause(study)
+    if clause is not None:
+        conds.append(clause)
+    if backend is not None:
+        conds.append(T.backend == backend)
+    if where and where.strip():
+        conds.append(compile_filter(where, trial_fields()))
+        base = _base_select(T.id, T.study, *cols)  # the filter may name architecture fields
+    else:
+        base = select(T.id, T.study, *cols)  # no joins: 100k rows stream noticeably faster
+    timed = any(o.name.startswith("latency") or o.name == "energy_mj" for o in objs)
+    with engine.connect() as conn:
+        rows = _fetch_tuples(conn, base.where(*conds).order_by(T.id))
+        if not rows:
+            where_txt = f" on backend {backend!r}" if backend else ""
+            raise EdgeExploreError(
+                f"no complete trials{where_txt} have values for "
+                f"{', '.join(o.name for o in objs)}"
+            )
+        backends = sorted(b for b in conn.scalars(
+            select(T.backend).where(*conds).distinct()) if b)
+        # the shape the presets are measured at: the trials' most common input and classes
+        shape = conn.execute(
+            select(T.resolution, A.num_classes, func.count().label("n"))
+            .select_from(T).join(A, T.arch_hash == A.hash)
+            .where(*conds, T.id.in_(select(base.where(*conds).subquery().c.id)))
+            .group_by(T.resolution, A.num_classes).order_by(func.count().desc()).limit(1)
+        ).first() if presets else None
+    if timed and backend is None and len(backends) > 1:
+        raise EdgeExploreError(
+            f"the trials were timed on several backends ({', '.join(backends)}); "
+            "pick one with --backend"
+        )
+    values = np.array([r[2:] for r in rows], dtype=float)
+    result = analyse(values, objs, ids=[r[0] for r in rows], groups=[r[1] for r in rows])
+    if presets:
+        chosen = list(PRESET_NAMES) if presets is True else list(presets)
+        result.references = preset_points(
+            objs, chosen, resolution=(shape[0] if shape and shape[0] else "224x224"),
+            num_classes=int(shape[1]) if shape and shape[1] is not None else 1000,
+            backend=backend or (backends[0] if backends else None), train=train_presets,
+            storage=storage, studies=names or sorted(set(result.groups)),
+        )
+    return result
+
+
+def _fetch_tuples(conn: Any, stmt: Any) -> list[tuple]:
+    """All rows of ``stmt`` as plain tuples; on SQLite straight from the driver's cursor.
+
+    SQLAlchemy's per-row processing costs more than SQLite itself at 100k rows, and Pareto
+    columns need no type conversion. The statement is compiled with bound parameters (the
+    driver binds them), exactly as ``conn.execute`` would send it.
+    """
+    if conn.dialect.name != "sqlite" or conn.dialect.paramstyle != "qmark":
+        return [tuple(r) for r in conn.execute(stmt)]
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    args = [params[name] for name in compiled.positiontup or ()]
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(compiled.string, args)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+#: the reference architectures drawn by default
+PRESET_NAMES = ("edgevit_xxs", "edgevit_xs", "edgevit_s")
+
+
+def preset_points(
+    objectives: Sequence[Objective],
+    names: Sequence[str] = PRESET_NAMES,
+    resolution: str | tuple[int, int] = "224x224",
+    num_classes: int = 1000,
+    backend: str | None = None,
+    train: bool = False,
+    storage: str | None = None,
+    studies: Sequence[str] = (),
+) -> list[ReferencePoint]:
+    """Presets measured like the trials: at the trials' resolution and class count.
+
+    A preset that the studies already evaluated (a complete trial of the very same architecture,
+    e.g. queued by the recipe's ``enqueue:``) takes that trial's stored values: same recipe, data,
+    backend and device. Otherwise FLOPs, parameters and activations come from
+    :func:`edgeexplore.cost.count_cost`; latency from :func:`edgeexplore.latency.measure_arch`
+    on ``backend`` with the trials' batch, threads and settings (cached in the store, so a second
+    plot costs nothing); accuracy only with ``train=True``, by proxy-training the preset with the
+    study's stored recipe, data and seed. Objectives left unknown stay ``None`` and the plot
+    draws such a preset as a reference line on the axis it knows.
+    """
+    from .config import get_preset, parse_resolution
+
+    res = parse_resolution(resolution)
+    need = [o.name for o in objectives]
+    out = []
+    for name in names:
+        cfg = get_preset(name).replace(resolution=res, num_classes=num_classes)
+        stored = _stored_preset(cfg.hash, need, backend, studies, storage)
+        if stored is not None:
+            trial_id, values = stored
+            out.append(ReferencePoint(name, values, f"stored trial {trial_id}"))
+            continue
+        values: dict[str, float | None] = dict.fromkeys(need)
+        notes = []
+        if set(need) & {"flops", "params", "activations"}:
+            cost = _preset_cost(cfg, storage)
+            for k in ("flops", "params", "activations"):
+                if k in need:
+                    values[k] = float(cost[k])
+        if set(need) & {"latency_ms", "latency_p90_ms", "energy_mj"}:
+            if backend is None:
+                notes.append("latency not measured: the trials name no backend")
+            else:
+                m = _measure_preset(cfg, backend, studies, storage)
+                if "latency_ms" in need:
+                    values["latency_ms"] = float(m.median_ms)
+                if "latency_p90_ms" in need:
+                    values["latency_p90_ms"] = float(m.p90_ms)
+                if "energy_mj" in need and m.energy_j:
+                    values["energy_mj"] = float(m.energy_j["median_j"]) * 1e3
+        if "accuracy" in need:
+            if train:
+                values["accuracy"] = _train_preset(cfg, studies, storage)
+            else:
+                notes.append("accuracy not trained (use --train-presets)")
+        out.append(ReferencePoint(name, values, "; ".join(notes)))
+    return out
+
+
+def _stored_preset(arch_hash: str, need: list[str], backend: str | None,
+                   studies: Sequence[str], storage: str | None):
+    cols = [getattr(T, n) for n in need]
+    q = select(T.id, *cols).where(T.arch_hash == arch_hash, T.state == COMPLETE,
+                                  *[c.is_not(None) for c in cols])
+    if studies:
+        q = q.where(T.study.in_(list(studies)))
+    if backend is not None:
+        q = q.where(T.backend == backend)
+    with open_store(storage).connect() as conn:
+        row = conn.execute(q.order_by(T.id).limit(1)).first()
+    if row is None:
+        return None
+    return row[0], {n: float(v) for n, v in zip(need, row[1:])}
+
+
+def _preset_cost(cfg: Any, storage: str | None) -> dict[str, int]:
+    """Params/FLOPs/activations of ``cfg``: from the architectures table, else counted and kept.
+
+    Counting traces the model with fvcore (seconds per preset on a small CPU), so the result is
+    stored as an ordinary architecture row, as the search stores the trials' architectures.
+    """
+    engine = open_store(storage)
+    with engine.connect() as conn:
+        row = conn.execute(select(A.params, A.flops, A.activations).where(
+            A.hash == cfg.hash, A.flops.is_not(None))).first()
+    if row is not None:
+        return {"params": row[0], "flops": row[1], "activations": row[2]}
+    from .cost import count_cost
+    from .store import upsert_architecture
+
+    cost = count_cost(cfg)
+    with db.session_scope(engine.url.render_as_string(hide_password=False)) as s:
+        upsert_architecture(s, cfg, cost)
+    return {"params": int(cost.params), "flops": int(cost.flops),
+            "activations": int(cost.activations)}
+
+
+def _measure_preset(cfg: Any, backend: str, studies: Sequence[str], storage: str | None):
+    """Time a preset as the trials were timed: same backend, batch, threads and settings."""
+    from .latency import measure_arch
+
+    q = select(T.backend_settings).where(T.backend == backend, T.backend_settings.is_not(None))
+    if studies:
+        q = q.where(T.study.in_(list(studies)))
+    with open_store(storage).connect() as conn:
+        settings = _loads(conn.scalar(q.order_by(T.id.desc()).limit(1)), {})
+    batch, threads = int(settings.pop("batch", 1)), settings.pop("threads", None)
+    return measure_arch(cfg, backend=backend, batch=batch, threads=threads, storage=storage,
+                        **settings)
+
+
+def _train_preset(cfg: Any, studies: Sequence[str], storage: str | None) -> float:
+    """Proxy-train a preset with the study's stored recipe, data and seed (as a trial is)."""
+    engine = open_store(storage)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(T.study, T.recipe, T.seed).where(
+                T.study.in_(list(studies)), T.state == COMPLETE, T.recipe.is_not(None))
+            .order_by(T.id.desc()).limit(1)
+        ).first()
+    if row is None:
+        raise EdgeExploreError(
+            "--train-presets needs a study with a stored proxy recipe (complete trials)")
+    study_recipe = _optuna_study_attrs(engine).get(row[0], {}).get("recipe") or {}
+    data = study_recipe.get("data") or {}
+    if not data.get("spec"):
+        raise EdgeExploreError(f"study {row[0]!r} does not record its data; cannot train presets")
+    from .data import load_data
+    from .models import build
+    from .proxy import ProxyRecipe, seed_everything, train_proxy
+
+    proxy = ProxyRecipe.from_dict(json.loads(row[1]))
+    seed = int(study_recipe.get("seed", row[2] or 0))
+    bundle = load_data(data["spec"], resolution=cfg.resolution, subset=data.get("subset"),
+                       val_subset=data.get("val_subset"), seed=seed)
+    seed_everything(seed)  # the same initial weights a trial with this seed gets
+    model = build(proxy.arch_for(cfg.replace(num_classes=bundle.num_classes)))
+    result = train_proxy(model, bundle, proxy, seed=seed, progress=True)
+    return float(result.accuracy)
+
+
+def trial_summaries(ids: Sequence[int], storage: str | None = None) -> dict[int, TrialSummary]:
+    """The ``trials list`` rows of the given ids (e.g. a front's), keyed by id."""
+    engine = open_store(storage)
+    out: dict[int, TrialSummary] = {}
+    ids = list(ids)
+    with engine.connect() as conn:
+        # SQLite caps bound parameters per statement; fronts are small but chunk anyway.
+        for start in range(0, len(ids), 500):
+            q = _base_select(*_SUMMARY_COLUMNS).where(T.id.in_(ids[start:start + 500]))
+            out.update({r[0]: TrialSummary(*r) for r in conn.execute(q)})
+    return out
+
+
+__all__ = [
+    "DEFAULT_OBJECTIVES",
+    "StudySummary",
+    "TrialDetail",
+    "TrialSummary",
+    "export_trials",
+    "get_trial",
+    "list_studies",
+    "list_trials",
+    "open_store",
+    "pareto_front",
+    "parse_objectives",
+    "preset_points",
+    "study_objectives",
+    "trial_fields",
+    "trial_summaries",
+]

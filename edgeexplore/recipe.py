@@ -1,0 +1,311 @@
+"""Study recipes: one YAML file naming the space, data, proxy recipe, objectives, backend, sampler.
+
+A recipe is everything a study needs besides its budget, so the same file reproduces a study and
+``edgeexplore search studies/cifar10.yaml --budget 20`` is the whole command. The schema is
+documented in ``docs/studies.md``; every problem names the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import PRESETS, parse_resolution
+from .errors import ConfigError
+from .space import SearchSpace, resolve_space
+
+TOP_KEYS = (
+    "name", "description", "space", "resolution", "data", "proxy", "objectives", "backend",
+    "sampler", "seed", "early_stopping", "enqueue",
+)
+DATA_KEYS = ("spec", "subset", "val_subset")
+EARLY_KEYS = ("enabled", "min_epoch", "quantile", "min_trials")
+
+#: objective → (stored column, default direction)
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "accuracy": ("accuracy", "maximize"),
+    "latency_ms": ("latency_ms", "minimize"),
+    "latency": ("latency_ms", "minimize"),
+    "flops": ("flops", "minimize"),
+    "params": ("params", "minimize"),
+    "energy_mj": ("energy_mj", "minimize"),
+    "energy": ("energy_mj", "minimize"),
+}
+DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
+SAMPLERS = ("nsga2", "nsga3", "tpe", "random", "gp", "nni-evolution")
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str  # the stored column: accuracy, latency_ms, flops, params, energy_mj
+    direction: str  # "maximize" | "minimize"
+
+    def __str__(self) -> str:
+        return f"{self.name}:{'max' if self.direction == 'maximize' else 'min'}"
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop a trial whose accuracy at an epoch is below a quantile of completed trials' then."""
+
+    enabled: bool = True
+    min_epoch: int = 1  # first epoch (1-based) at which a trial may be stopped
+    quantile: float = 0.25  # stop when below this quantile of completed trials at that epoch
+    min_trials: int = 4  # completed trials needed before anything is stopped
+
+
+@dataclass(frozen=True)
+class StudyRecipe:
+    name: str
+    space: SearchSpace
+    data: str = "synthetic"
+    subset: int | None = None
+    val_subset: int | None = None
+    proxy: dict[str, Any] = field(default_factory=dict)
+    objectives: tuple[Objective, ...] = (Objective("accuracy", "maximize"),
+                                         Objective("latency_ms", "minimize"))
+    backend: str = "torch-cpu"
+    backend_settings: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "nsga2"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    resolution: tuple[int, int] | None = None
+    early_stopping: EarlyStopping = EarlyStopping()
+    enqueue: tuple[str, ...] = ()
+    description: str = ""
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> StudyRecipe:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"study recipe {path} does not exist") from None
+        except OSError as e:
+            raise ConfigError(f"cannot read study recipe {path}: {e.strerror}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
+        try:
+            return cls.from_dict(data, name=path.stem, base=path.parent, path=path)
+        except ConfigError as e:
+            msg = str(e)
+            # errors inside the space file already name that file
+            raise ConfigError(msg if msg.startswith(("search space", "/")) or ".yaml:" in msg
+                              else f"{path}: {msg}") from None
+
+    @classmethod
+    def from_dict(cls, data: Any, name: str = "study", base: Path | None = None,
+                  path: Path | None = None) -> StudyRecipe:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a study recipe is a mapping, not {type(data).__name__}")
+        unknown = sorted(set(data) - set(TOP_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r} (valid keys: {', '.join(TOP_KEYS)})")
+        if "space" not in data:
+            raise ConfigError("no 'space' key (a search-space file or a shipped space's name)")
+        space = resolve_space(str(data["space"]), base)
+
+        data_raw = data.get("data", "synthetic")
+        if isinstance(data_raw, str):
+            data_raw = {"spec": data_raw}
+        if not isinstance(data_raw, dict):
+            raise ConfigError("data: expected a spec string or a mapping with spec/subset/val_subset")
+        bad = sorted(set(data_raw) - set(DATA_KEYS))
+        if bad:
+            raise ConfigError(f"data: unknown key {bad[0]!r} (valid keys: {', '.join(DATA_KEYS)})")
+        spec = data_raw.get("spec", "synthetic")
+        if not isinstance(spec, str) or not spec:
+            raise ConfigError(f"data.spec: expected a data spec string, not {spec!r}")
+        subset = _opt_pos_int(data_raw, "subset", "data")
+        val_subset = _opt_pos_int(data_raw, "val_subset", "data")
+
+        proxy = data.get("proxy") or {}
+        if not isinstance(proxy, dict):
+            raise ConfigError("proxy: expected a mapping of proxy-training settings")
+        proxy = _check_proxy(proxy)
+
+        objectives = _objectives(data.get("objectives", ["accuracy", "latency_ms"]))
+
+        backend_raw = data.get("backend", "torch-cpu")
+        if isinstance(backend_raw, str):
+            backend_raw = {"name": backend_raw}
+        if not isinstance(backend_raw, dict) or "name" not in backend_raw:
+            raise ConfigError("backend: expected a backend name or a mapping with 'name'")
+        backend = str(backend_raw["name"])
+        # batch and threads are ours; any other key goes to the backend, which checks it
+        settings = {k: v for k, v in backend_raw.items() if k != "name"}
+
+        sampler_raw = data.get("sampler")
+        if sampler_raw is None:
+            sampler_raw = "nsga2" if len(objectives) > 1 else "tpe"
+        if isinstance(sampler_raw, str):
+            sampler_raw = {"name": sampler_raw}
+        if not isinstance(sampler_raw, dict) or "name" not in sampler_raw:
+            raise ConfigError("sampler: expected a sampler name or a mapping with 'name'")
+        sampler = str(sampler_raw["name"]).lower()
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"sampler: unknown sampler {sampler!r} (valid: {', '.join(SAMPLERS)})")
+        sampler_options = {k: v for k, v in sampler_raw.items() if k != "name"}
+
+        seed = data.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"seed: expected a non-negative integer, not {seed!r}")
+
+        resolution = None
+        if data.get("resolution") is not None:
+            try:
+                resolution = parse_resolution(data["resolution"])
+            except ConfigError as e:
+                raise ConfigError(f"resolution: {e}") from None
+
+        es_raw = data.get("early_stopping", {})
+        if isinstance(es_raw, bool):
+            es_raw = {"enabled": es_raw}
+        if not isinstance(es_raw, dict):
+            raise ConfigError("early_stopping: expected true/false or a mapping")
+        bad = sorted(set(es_raw) - set(EARLY_KEYS))
+        if bad:
+            raise ConfigError(f"early_stopping: unknown key {bad[0]!r} (valid keys: {', '.join(EARLY_KEYS)})")
+        early = EarlyStopping(**es_raw)
+        if not 0.0 < early.quantile < 1.0:
+            raise ConfigError(f"early_stopping.quantile: must be in (0, 1), not {early.quantile}")
+
+        enqueue = data.get("enqueue") or []
+        if isinstance(enqueue, str):
+            enqueue = [enqueue]
+        for e in enqueue:
+            if e not in PRESETS:
+                raise ConfigError(f"enqueue: unknown preset {e!r} (presets: {', '.join(PRESETS)})")
+
+        return cls(
+            name=str(data.get("name", name)), space=space, data=spec, subset=subset,
+            val_subset=val_subset, proxy=proxy, objectives=objectives, backend=backend,
+            backend_settings=settings, sampler=sampler, sampler_options=sampler_options,
+            seed=seed, resolution=resolution, early_stopping=early, enqueue=tuple(enqueue),
+            description=str(data.get("description", "")), path=path,
+        )
+
+    def with_overrides(self, *, backend: str | None = None, data: str | None = None,
+                       seed: int | None = None) -> StudyRecipe:
+        changes: dict[str, Any] = {}
+        if backend:
+            changes["backend"] = backend
+        if data:
+            changes["data"] = data
+            changes["subset"] = None if ":" in data and "subset=" in data else self.subset
+        if seed is not None:
+            changes["seed"] = seed
+        return replace(self, **changes) if changes else self
+
+    @property
+    def label(self) -> str:
+        """How to name this recipe on a command line: a shipped one by name, else its path."""
+        if self.path is None:
+            return self.name
+        if self.path.resolve().parent == studies_dir().resolve():
+            return self.path.stem
+        return str(self.path)
+
+    def data_key(self) -> dict[str, Any]:
+        """What identifies the training data (part of the reuse key)."""
+        return {"spec": self.data, "subset": self.subset, "val_subset": self.val_subset,
+                "resolution": list(self.resolution) if self.resolution else None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "space": str(self.space.path or self.space.name),
+            "data": self.data_key(), "proxy": self.proxy,
+            "objectives": [str(o) for o in self.objectives], "backend": self.backend,
+            "backend_settings": self.backend_settings, "sampler": self.sampler,
+            "sampler_options": self.sampler_options, "seed": self.seed,
+            "early_stopping": vars(self.early_stopping), "enqueue": list(self.enqueue),
+        }
+
+
+def _opt_pos_int(raw: dict, key: str, where: str) -> int | None:
+    v = raw.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ConfigError(f"{where}.{key}: expected a positive integer, not {v!r}")
+    return v
+
+
+def _objectives(raw: Any) -> tuple[Objective, ...]:
+    """``[accuracy, latency_ms]``, ``[{accuracy: max}, ...]`` or ``{accuracy: max, ...}``."""
+    items: list[tuple[str, str | None]] = []
+    if isinstance(raw, str):
+        raw = [p.strip() for p in raw.split(",") if p.strip()]
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, list):
+        for o in raw:
+            if isinstance(o, str):
+                n, _, d = o.partition(":")
+                items.append((n.strip(), d.strip() or None))
+            elif isinstance(o, dict) and len(o) == 1:
+                items.extend(o.items())
+            else:
+                raise ConfigError(f"objectives: expected 'name' or 'name: max|min', not {o!r}")
+    else:
+        raise ConfigError("objectives: expected a list such as [accuracy: max, latency_ms: min]")
+    if not items:
+        raise ConfigError("objectives: the list is empty")
+    out: list[Objective] = []
+    for name, direction in items:
+        if name not in OBJECTIVES:
+            valid = ", ".join(k for k in OBJECTIVES if k not in ("latency", "energy"))
+            raise ConfigError(f"objectives: unknown objective {name!r} (valid: {valid})")
+        column, default = OBJECTIVES[name]
+        if direction is None:
+            direction = default
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"objectives: direction of {name} must be max or min, not {direction!r}")
+        if any(o.name == column for o in out):
+            raise ConfigError(f"objectives: {name} is listed twice")
+        out.append(Objective(column, DIRECTIONS[direction]))
+    return tuple(out)
+
+
+def _check_proxy(proxy: dict[str, Any]) -> dict[str, Any]:
+    """Validate against ProxyRecipe when the proxy module is there; keep the plain dict."""
+    try:
+        from .proxy import ProxyRecipe
+    except ImportError:  # pragma: no cover - only while the proxy module is being written
+        return dict(proxy)
+    try:
+        return ProxyRecipe.from_dict(proxy).to_dict()
+    except ConfigError as e:
+        raise ConfigError(f"proxy: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"proxy: {e}") from None
+
+
+def studies_dir() -> Path:
+    """``studies/`` of the checkout, or the copy shipped inside the package."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "studies", here / "resources" / "studies"):
+        if cand.is_dir():
+            return cand
+    return here.parent / "studies"
+
+
+def resolve_recipe(spec: str | Path | None) -> Path:
+    """A recipe path, or the name of a shipped recipe (default: quickstart)."""
+    if spec is None:
+        spec = "quickstart"
+    p = Path(spec)
+    for cand in (p, studies_dir() / p, studies_dir() / f"{spec}.yaml"):
+        if cand.is_file():
+            return cand
+    names = ", ".join(sorted(x.stem for x in studies_dir().glob("*.yaml")))
+    raise ConfigError(f"study recipe {spec!r} not found (as a path or a shipped recipe: {names})")

@@ -1,0 +1,670 @@
+"""The search loop: sample → validate → cost → constraints → latency → proxy training → store.
+
+One Optuna study per name, in the same SQLite file as our tables (``docs/store.md``). Each trial:
+
+1. the space suggests an :class:`ArchConfig` (invalid values → ``infeasible``, never trained);
+2. params/FLOPs are counted and the space's hard limits checked (``infeasible`` with the reason);
+3. latency is measured through :func:`edgeexplore.latency.measure_arch` (cached per architecture);
+4. the proxy training runs, unless this architecture was already trained with the same recipe,
+   data and seed, whose result is then reused (``reused_from``);
+5. one transaction writes the architecture, the trial result and the environment, then Optuna is
+   told the objective values.
+
+Infeasible trials are told to Optuna as PRUNED (they have no accuracy to report; NSGA-II and TPE
+build their populations from COMPLETE trials only, so an infeasible point never becomes a
+parent) and do not count against a trial-count budget, so ``--budget 4`` means four architectures
+trained. Trials stopped early as hopeless are PRUNED as well, diverged and failed ones FAIL.
+
+A crashed worker's trial is recognised on the next start (its process is gone, or its heartbeat
+stopped) and marked failed in both stores, so nothing is left ``running``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import optuna
+from sqlalchemy import and_, delete, event, func, not_, select, update
+from sqlalchemy.exc import DatabaseError, OperationalError
+
+from . import db, store
+from .config import PRESETS, ArchConfig
+from .errors import ConfigError, EdgeExploreError
+from .recipe import Objective, StudyRecipe
+from .store import TrialResult
+
+#: seconds between heartbeats of a running trial, and how long one may be silent before it is
+#: considered dead (only used across hosts; on one host a dead pid is recognised at once)
+HEARTBEAT_S = 10
+GRACE_S = 120
+#: consecutive unexpected trial failures after which the search stops (a bug, not bad luck)
+MAX_CONSECUTIVE_FAILURES = 3
+#: infeasible samples allowed per requested trial before giving up on an over-constrained space
+MAX_INFEASIBLE_PER_TRIAL = 50
+INTERRUPTED = "interrupted"
+
+
+class StudyInterrupted(EdgeExploreError):
+    """Ctrl-C: the current trial was marked failed, everything finished is stored."""
+
+
+# -- budget ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Budget:
+    """More trials to run (``trials``) and/or a wall-clock limit (``seconds``)."""
+
+    trials: int | None = None
+    seconds: float | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.trials is not None:
+            parts.append(f"{self.trials} trials")
+        if self.seconds is not None:
+            parts.append(f"{_fmt_seconds(self.seconds)} wall-clock")
+        return " / ".join(parts) or "unlimited"
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|min|s|sec)")
+
+
+def parse_budget(text: str | int) -> Budget:
+    """``20`` → 20 more trials; ``45m``, ``2h``, ``90s``, ``1h30m`` → a wall-clock limit."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = str(text)
+    else:
+        value = str(text).strip().lower()
+    if value.isdigit():
+        n = int(value)
+        if n < 1:
+            raise ConfigError(f"budget {text!r}: give at least 1 trial")
+        return Budget(trials=n)
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(value):
+        if m.start() != pos and value[pos:m.start()].strip():
+            break
+        unit = m.group(2)
+        total += float(m.group(1)) * (3600 if unit == "h" else 60 if unit.startswith("m") else 1)
+        pos = m.end()
+    if pos == 0 or value[pos:].strip():
+        raise ConfigError(f"budget {text!r} is neither a trial count (20) nor a duration "
+                          "(45m, 2h, 90s)")
+    if total <= 0:
+        raise ConfigError(f"budget {text!r}: the duration must be positive")
+    return Budget(seconds=total)
+
+
+def _fmt_seconds(s: float) -> str:
+    s = round(s)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
+
+
+# -- outcome of one trial ------------------------------------------------------------------------
+
+@dataclass
+class TrialOutcome:
+    id: int
+    number: int | None
+    state: str
+    arch_hash: str | None = None
+    description: str = ""
+    accuracy: float | None = None
+    latency_ms: float | None = None
+    flops: int | None = None
+    params: int | None = None
+    energy_mj: float | None = None
+    reason: str | None = None
+    reused: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StudySummary:
+    name: str
+    storage: str
+    recipe: StudyRecipe
+    ran: list[TrialOutcome]
+    counts: dict[str, int]
+    seconds: float
+    interrupted: bool = False
+
+
+# -- storage -------------------------------------------------------------------------------------
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Hide Optuna's "experimental" notices and its hint that heartbeats are meant for
+    ``Study.optimize``: we drive ask/tell and send the heartbeats ourselves (see _Heartbeat)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        yield
+
+
+def optuna_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage on the same file, with our busy timeout and heartbeats on."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": db.BUSY_TIMEOUT_S}
+    try:
+        with _quiet_optuna():
+            ostorage = optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            )
+    except (DatabaseError, OperationalError) as e:
+        raise EdgeExploreError(f"cannot open the store {url}: {_db_reason(e)}") from None
+    if url.startswith("sqlite"):
+        # Optuna commits every suggested parameter on its own; in WAL mode synchronous=NORMAL
+        # skips the fsync per commit (a crash of the process still loses nothing committed).
+        event.listen(ostorage.engine, "connect", _optuna_pragmas)
+        ostorage.engine.dispose()
+    return ostorage
+
+
+def _optuna_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _db_reason(e: Exception) -> str:
+    text = str(getattr(e, "orig", e)) or type(e).__name__
+    return text.splitlines()[0]
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorage | None = None
+                  ) -> int:
+    """Mark trials of dead workers failed in both stores; returns how many were recovered."""
+    ostorage = ostorage or optuna_storage(url)
+    host = socket.gethostname()
+    now = store.utcnow()
+    recovered = 0
+    with db.session_scope(url) as s:
+        rows = s.scalars(select(TrialResult).where(TrialResult.study == study_name,
+                                                   TrialResult.state == store.RUNNING)).all()
+        for r in rows:
+            silent = r.heartbeat_at is None or now - r.heartbeat_at > timedelta(seconds=GRACE_S)
+            dead = (r.hostname == host and not _pid_alive(r.pid)) or silent
+            if not dead or (r.hostname == host and r.pid == os.getpid()):
+                continue
+            r.state = store.FAILED
+            r.reason = (f"{INTERRUPTED}: its worker (pid {r.pid} on {r.hostname}) stopped "
+                        "before the trial finished")
+            r.finished_at = now
+            recovered += 1
+            if r.optuna_trial_id is not None:
+                _fail_optuna_trial(ostorage, r.optuna_trial_id)
+    # Optuna trials left RUNNING with no live row of ours (a crash right after ``ask``).
+    try:
+        study_id = ostorage.get_study_id_from_name(study_name)
+    except KeyError:
+        return recovered
+    with db.session_scope(url) as s:
+        live = {tid for (tid,) in s.execute(select(TrialResult.optuna_trial_id).where(
+            TrialResult.study == study_name, TrialResult.state == store.RUNNING))}
+    for t in ostorage.get_all_trials(study_id, deepcopy=False,
+                                     states=(optuna.trial.TrialState.RUNNING,)):
+        if t._trial_id in live:
+            continue
+        started = t.datetime_start
+        # Optuna stamps trials with naive local time, unlike our UTC columns
+        if started is not None and (datetime.now() - started.replace(tzinfo=None)
+                                    ).total_seconds() < GRACE_S:
+            continue
+        _fail_optuna_trial(ostorage, t._trial_id)
+    return recovered
+
+
+def _fail_optuna_trial(ostorage: optuna.storages.RDBStorage, trial_id: int) -> None:
+    try:
+        ostorage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
+        pass
+
+
+def _counted(study_name: str):
+    """Rows that use the trial budget: everything but infeasible and interrupted trials."""
+    return and_(
+        TrialResult.study == study_name,
+        TrialResult.state != store.INFEASIBLE,
+        not_(and_(TrialResult.state == store.FAILED,
+                  TrialResult.reason.like(f"{INTERRUPTED}%"))),
+    )
+
+
+def budget_count(url: str, study_name: str) -> int:
+    with db.session_scope(url) as s:
+        return int(s.scalar(select(func.count()).select_from(TrialResult)
+                            .where(_counted(study_name))) or 0)
+
+
+# -- sampler -------------------------------------------------------------------------------------
+
+def make_sampler(recipe: StudyRecipe, seed: int) -> optuna.samplers.BaseSampler:
+    opts = dict(recipe.sampler_options)
+    name = recipe.sampler
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, **opts)
+    if name == "nsga3":
+        return optuna.samplers.NSGAIIISampler(seed=seed, **opts)
+    if name == "tpe":
+        # define-by-run spaces with conditional parameters need multivariate + group to model
+        # the joint distribution instead of each parameter on its own
+        opts.setdefault("multivariate", True)
+        opts.setdefault("group", True)
+        opts.setdefault("n_startup_trials", 4)
+        return optuna.samplers.TPESampler(seed=seed, **opts)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        opts.setdefault("n_startup_trials", 4)
+        try:
+            import scipy  # noqa: F401 - Optuna's GP sampler optimises its acquisition with it
+        except ImportError:
+            raise ConfigError("sampler gp needs scipy, which is not installed (uv add scipy); "
+                              "use nsga2, tpe or random") from None
+        try:
+            return optuna.samplers.GPSampler(seed=seed, **opts)
+        except (ImportError, ValueError, TypeError) as e:
+            raise ConfigError(f"sampler gp cannot run here ({e}); use nsga2, tpe or random") from None
+    if name == "nni-evolution":
+        raise ConfigError("sampler nni-evolution is not wired in this version; use nsga2 (the "
+                          "default with several objectives), tpe, gp or random")
+    raise ConfigError(f"unknown sampler {name!r}")  # pragma: no cover - checked on load
+
+
+# -- the search ----------------------------------------------------------------------------------
+
+@dataclass
+class _Context:
+    recipe: StudyRecipe
+    name: str
+    url: str
+    worker: int
+    target: int | None
+    deadline: float | None
+    progress: bool
+    #: receives a line per finished trial (the CLI prints them)
+    report: Callable[[TrialOutcome], None] | None = None
+    device: str | None = None
+    #: torch intra-op threads of a spawned worker (the cores shared among the workers)
+    threads: int | None = None
+
+
+def _directions(objectives: tuple[Objective, ...]) -> list[str]:
+    return [o.direction for o in objectives]
+
+
+def open_study(recipe: StudyRecipe, name: str, url: str, sampler_seed: int,
+               ostorage: optuna.storages.RDBStorage | None = None) -> optuna.Study:
+    """Create or load the Optuna study; refuse to resume one with other objectives."""
+    ostorage = ostorage or optuna_storage(url)
+    directions = _directions(recipe.objectives)
+    sampler = make_sampler(recipe, sampler_seed)
+    try:
+        existing = optuna.load_study(study_name=name, storage=ostorage, sampler=sampler)
+    except KeyError:
+        existing = None
+    if existing is not None:
+        have = [d.name.lower() for d in existing.directions]
+        names = existing.user_attrs.get("objectives")
+        wanted = [str(o) for o in recipe.objectives]
+        if have != directions or (names is not None and names != wanted):
+            raise ConfigError(
+                f"study {name!r} already exists with objectives {names or have}, not {wanted}; "
+                "choose another --name to start a new study"
+            )
+        return existing
+    try:
+        study = optuna.create_study(study_name=name, storage=ostorage, sampler=sampler,
+                                    directions=directions, load_if_exists=True)
+    except optuna.exceptions.DuplicatedStudyError:  # pragma: no cover - raced by a worker
+        study = optuna.load_study(study_name=name, storage=ostorage, sampler=sampler)
+    if not study.user_attrs.get("objectives"):
+        study.set_user_attr("objectives", [str(o) for o in recipe.objectives])
+        study.set_user_attr("recipe", recipe.to_dict())
+        try:
+            with _quiet_optuna():
+                study.set_metric_names([o.name for o in recipe.objectives])
+        except Exception:  # noqa: BLE001, S110 - only labels for optuna-dashboard; never fatal
+            pass
+    return study
+
+
+class _Heartbeat:
+    """Keeps a running trial's heartbeat fresh in both stores while it trains."""
+
+    def __init__(self, url: str, row_id: int, ostorage: Any, trial_id: int) -> None:
+        self.url, self.row_id, self.ostorage, self.trial_id = url, row_id, ostorage, trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(HEARTBEAT_S):
+            try:
+                with db.session_scope(self.url) as s:
+                    s.execute(update(TrialResult).where(TrialResult.id == self.row_id)
+                              .values(heartbeat_at=store.utcnow()))
+                self.ostorage.record_heartbeat(self.trial_id)
+            except Exception:  # noqa: BLE001, S110 - a missed beat only delays stale detection
+                pass
+
+    def __enter__(self) -> _Heartbeat:  # noqa: PYI034 - private, never subclassed
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def _reserve(url: str, name: str, target: int | None, env_id: int, recipe: StudyRecipe,
+             tkey: str) -> int | None:
+    """Insert this worker's ``running`` row; None when the trial budget is already used.
+
+    Rows get increasing ids, so counting the budget-using rows *before* ours decides exactly
+    which of several racing workers may go on: no overshoot, no "database is locked".
+    """
+    with db.session_scope(url) as s:
+        row = TrialResult(
+            study=name, state=store.RUNNING, seed=recipe.seed, backend=recipe.backend,
+            backend_settings=json.dumps(recipe.backend_settings, sort_keys=True),
+            data=recipe.data + (f" subset={recipe.subset}" if recipe.subset else ""),
+            recipe=json.dumps(recipe.proxy, sort_keys=True), train_key=tkey,
+            environment_id=env_id, hostname=socket.gethostname(), pid=os.getpid(),
+            heartbeat_at=store.utcnow(),
+        )
+        s.add(row)
+        s.flush()
+        row_id = row.id
+    if target is None:
+        return row_id
+    with db.session_scope(url) as s:
+        before = s.scalar(select(func.count()).select_from(TrialResult).where(
+            _counted(name), TrialResult.id < row_id)) or 0
+        if before >= target:
+            s.execute(delete(TrialResult).where(TrialResult.id == row_id))
+            return None
+    return row_id
+
+
+def _worker(ctx: _Context) -> list[TrialOutcome]:
+    """One process's share of the search: ask, evaluate, tell, until the budget is spent."""
+    from .trial import TrialRunner
+
+    recipe = ctx.recipe
+    ostorage = optuna_storage(ctx.url)
+    with db.session_scope(ctx.url) as s:
+        env_id = store.get_or_create_environment(s, store.describe_environment(ctx.device)).id
+        already = s.scalar(select(func.count()).select_from(TrialResult)
+                           .where(TrialResult.study == ctx.name)) or 0
+    # A different sampler seed per run and worker: a resumed study must not re-propose the
+    # same sequence of architectures it proposed the first time.
+    sampler_seed = (recipe.seed * 1_000_003 + already * 7919 + ctx.worker) % (2**31)
+    study = open_study(recipe, ctx.name, ctx.url, sampler_seed, ostorage)
+    runner = TrialRunner(recipe, ctx.url, ctx.name, env_id, progress=ctx.progress)
+    outcomes: list[TrialOutcome] = []
+    failures = 0
+    infeasible_run = 0
+    while True:
+        if ctx.deadline is not None and time.time() >= ctx.deadline:
+            break
+        if ctx.target is None and ctx.deadline is None:
+            break
+        if infeasible_run >= MAX_INFEASIBLE_PER_TRIAL:
+            raise ConfigError(
+                f"{infeasible_run} samples in a row broke the space's constraints or were not "
+                "valid architectures; widen the space or relax its constraints"
+            )
+        row_id = _reserve(ctx.url, ctx.name, ctx.target, env_id, recipe, runner.train_key)
+        if row_id is None:
+            break
+        with _quiet_optuna():
+            trial = study.ask()
+        with db.session_scope(ctx.url) as s:
+            s.execute(update(TrialResult).where(TrialResult.id == row_id).values(
+                optuna_trial_id=trial._trial_id, optuna_study_id=study._study_id,
+                number=trial.number))
+        try:
+            with _Heartbeat(ctx.url, row_id, ostorage, trial._trial_id):
+                outcome = runner.run(trial, row_id)
+        except KeyboardInterrupt:
+            runner.mark(row_id, store.FAILED, f"{INTERRUPTED} by Ctrl-C")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        except Exception as e:  # recorded, then the search goes on or stops
+            reason = f"{type(e).__name__}: {e}" if not isinstance(e, EdgeExploreError) else str(e)
+            runner.mark(row_id, store.FAILED, reason)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            outcome = TrialOutcome(row_id, trial.number, store.FAILED, reason=reason)
+            failures += 1
+            if ctx.report:
+                ctx.report(outcome)
+            outcomes.append(outcome)
+            # A user-facing error (backend unavailable, energy not measurable, ...) would hit
+            # every trial alike: stop at once. Other errors may be one architecture's; go on.
+            if failures >= MAX_CONSECUTIVE_FAILURES or isinstance(e, EdgeExploreError):
+                raise EdgeExploreError(f"trial {trial.number} failed: {reason}") from e
+            continue
+        failures = 0
+        infeasible_run = infeasible_run + 1 if outcome.state == store.INFEASIBLE else 0
+        _tell(study, trial, outcome, recipe.objectives)
+        if ctx.report:
+            ctx.report(outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, o: TrialOutcome,
+          objectives: tuple[Objective, ...]) -> None:
+    trial.set_user_attr("edgeexplore_id", o.id)
+    trial.set_user_attr("edgeexplore_state", o.state)
+    if o.arch_hash:
+        trial.set_user_attr("arch_hash", o.arch_hash)
+    if o.reason:
+        trial.set_user_attr("reason", o.reason[:500])
+    for key in ("accuracy", "latency_ms", "flops", "params", "energy_mj"):
+        v = getattr(o, key)
+        if v is not None:
+            trial.set_user_attr(key, v)
+    if o.state == store.COMPLETE:
+        values = [getattr(o, obj.name) for obj in objectives]
+        if all(v is not None and math.isfinite(float(v)) for v in values):
+            study.tell(trial, [float(v) for v in values])
+            return
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    elif o.state in (store.INFEASIBLE, store.PRUNED):
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _spawn_worker(ctx: _Context, queue: Any) -> None:
+    """Entry point of a spawned worker process (module-level so spawn can import it)."""
+    import torch
+
+    if ctx.threads:
+        torch.set_num_threads(ctx.threads)
+
+    def report(o: TrialOutcome) -> None:
+        queue.put(("trial", o))
+
+    ctx.report = report
+    try:
+        _worker(ctx)
+        queue.put(("done", ctx.worker))
+    except KeyboardInterrupt:
+        queue.put(("interrupted", ctx.worker))
+    except EdgeExploreError as e:
+        queue.put(("error", str(e)))
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which prints it
+        queue.put(("error", f"{type(e).__name__}: {e}"))
+
+
+def run_study(
+    recipe: StudyRecipe,
+    budget: Budget,
+    name: str | None = None,
+    storage: str | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    report: Callable[[TrialOutcome], None] | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+) -> StudySummary:
+    """Run (or resume and extend) the study ``name`` for ``budget`` more trials or time."""
+    started = time.time()
+    name = name or recipe.name
+    url = db.normalise_url(storage)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    try:
+        db.get_engine(url)
+        ostorage = optuna_storage(url)
+    except (DatabaseError, OperationalError) as e:
+        raise EdgeExploreError(f"cannot open the store {url}: {_db_reason(e)}") from None
+    _check_data(recipe)
+    recovered = recover_stale(url, name, ostorage)
+    open_study(recipe, name, url, recipe.seed, ostorage)
+    _enqueue_presets(recipe, name, url, ostorage)
+    before = budget_count(url, name)
+    target = before + budget.trials if budget.trials is not None else None
+    deadline = started + budget.seconds if budget.seconds is not None else None
+    if on_start:
+        on_start({"name": name, "url": url, "before": before, "target": target,
+                  "recovered": recovered, "deadline": deadline})
+    ran: list[TrialOutcome] = []
+    interrupted = False
+    try:
+        if workers == 1:
+            ctx = _Context(recipe, name, url, 0, target, deadline, progress, report)
+            ran = _worker(ctx)
+        else:
+            ran, interrupted = _run_workers(recipe, name, url, workers, target, deadline, report)
+    except KeyboardInterrupt:
+        interrupted = True
+    with db.session_scope(url) as s:
+        counts = dict(s.execute(select(TrialResult.state, func.count()).where(
+            TrialResult.study == name).group_by(TrialResult.state)).all())
+    summary = StudySummary(name, url, recipe, ran, counts, time.time() - started, interrupted)
+    if interrupted:
+        raise StudyInterrupted(_resume_hint(summary))
+    return summary
+
+
+def _resume_hint(summary: StudySummary) -> str:
+    done = summary.counts.get(store.COMPLETE, 0)
+    path = summary.recipe.label
+    return (f"{done} complete trials of study {summary.name!r} are stored in "
+            f"{summary.storage} (the trial in progress is marked failed). Resume with: "
+            f"edgeexplore search {path} --name {summary.name} --budget N")
+
+
+def _run_workers(recipe: StudyRecipe, name: str, url: str, workers: int, target: int | None,
+                 deadline: float | None, report: Callable[[TrialOutcome], None] | None
+                 ) -> tuple[list[TrialOutcome], bool]:
+    mpctx = mp.get_context("spawn")
+    queue = mpctx.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    procs = []
+    for i in range(workers):
+        ctx = _Context(recipe, name, url, i, target, deadline, progress=False, threads=threads)
+        p = mpctx.Process(target=_spawn_worker, args=(ctx, queue), daemon=False)
+        p.start()
+        procs.append(p)
+    ran: list[TrialOutcome] = []
+    errors: list[str] = []
+    interrupted = False
+    finished = 0
+    try:
+        while finished < workers:
+            try:
+                kind, payload = queue.get(timeout=1.0)
+            except Exception:  # noqa: BLE001 - queue.Empty: check the workers are alive
+                if all(not p.is_alive() for p in procs):
+                    break
+                continue
+            if kind == "trial":
+                ran.append(payload)
+                if report:
+                    report(payload)
+            else:
+                finished += 1
+                if kind == "error":
+                    errors.append(payload)
+                elif kind == "interrupted":
+                    interrupted = True
+    except KeyboardInterrupt:
+        interrupted = True
+    for p in procs:
+        p.join(timeout=60)
+    if errors and not interrupted:
+        raise EdgeExploreError(errors[0])
+    return ran, interrupted
+
+
+def _check_data(recipe: StudyRecipe) -> None:
+    """Load the data once before any trial, so a missing folder is one clear error up front."""
+    from .data import load_data
+
+    load_data(recipe.data, resolution=recipe.resolution or recipe.space.resolution[0],
+              subset=recipe.subset, val_subset=recipe.val_subset, seed=recipe.seed)
+
+
+def _enqueue_presets(recipe: StudyRecipe, name: str, url: str,
+                     ostorage: optuna.storages.RDBStorage) -> None:
+    """Queue the recipe's presets once (the first time the study runs), if they fit the space."""
+    if not recipe.enqueue:
+        return
+    study = optuna.load_study(study_name=name, storage=ostorage)
+    if study.user_attrs.get("enqueued"):
+        return
+    for preset in recipe.enqueue:
+        cfg: ArchConfig = PRESETS[preset]
+        if recipe.resolution is not None:
+            cfg = cfg.replace(resolution=recipe.resolution)
+        why = recipe.space.why_not(cfg, check_resolution=recipe.resolution is None)
+        if why:
+            raise ConfigError(f"enqueue: preset {preset} is not in the space ({why})")
+        study.enqueue_trial(recipe.space.params_for(cfg, check_resolution=recipe.resolution
+                                                    is None), skip_if_exists=True)
+    study.set_user_attr("enqueued", list(recipe.enqueue))
+
+
+def summary_rows(url: str, name: str) -> list[TrialResult]:
+    """Every trial result of the study (for the final table)."""
+    with db.session_scope(url) as s:
+        return store.get_trials(s, name)
+
+
+__all__ = [
+    "Budget", "StudyInterrupted", "StudySummary", "TrialOutcome", "budget_count", "make_sampler",
+    "open_study", "optuna_storage", "parse_budget", "recover_stale", "run_study", "summary_rows",
+]

@@ -1,0 +1,325 @@
+"""``studies``, ``trials list|show|export`` and ``pareto`` on a store filled with synthetic rows.
+
+The rows go in through store.py's own models (no training, no timing), so every expected value
+below is computed from what was written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from edgeexplore import db, query, store
+from edgeexplore.cli import cli
+from edgeexplore.config import ArchConfig, StageConfig
+
+N_TRIALS = 60
+
+
+def random_arch(rng: random.Random) -> ArchConfig:
+    stages = []
+    for i in range(4):
+        head_dim = rng.choice([16, 32])
+        width = head_dim * rng.choice([1, 2, 3, 4]) * (2 ** i)
+        block = rng.choice(["lgl", "lgl", "sra", "conv"])
+        options = {}
+        if block == "lgl":
+            options = {"local_agg": rng.choice(["conv", "lsa"])}
+        stages.append(StageConfig(
+            depth=rng.randint(1, 3), width=width, heads=width // head_dim,
+            mlp_ratio=rng.choice([2.0, 4.0]), sample_rate=rng.choice([1, 2]) if i < 3 else 1,
+            block=block, options=options,
+        ))
+    return ArchConfig(stages=tuple(stages), resolution=(64, 64), num_classes=10)
+
+
+def fill_store(url: str, n: int = N_TRIALS, seed: int = 0) -> list[dict]:
+    """Write ``n`` synthetic trials (two studies) through the ORM; return what was written."""
+    rng = random.Random(seed)
+    written = []
+    with db.session_scope(url) as s:
+        env = store.get_or_create_environment(s)
+        for i in range(n):
+            cfg = random_arch(rng)
+            flops = sum(st.depth * st.width ** 2 * 9 * (64 // (4 * 2 ** k)) ** 2
+                        for k, st in enumerate(cfg.stages))
+            params = sum(st.depth * st.width ** 2 * 12 for st in cfg.stages)
+            cost = SimpleNamespace(params=params, flops=flops, activations=flops // 50,
+                                   per_stage={"stem": 1000, "stage1": flops // 4})
+            store.upsert_architecture(s, cfg, cost)
+            study = "alpha" if i % 3 else "beta"
+            state = store.COMPLETE if i % 10 != 7 else store.INFEASIBLE
+            acc = 0.35 + 0.4 * (1 - math.exp(-flops / 2e7)) + rng.uniform(-0.05, 0.05)
+            lat = 0.5 + flops / 1e7 * rng.uniform(0.8, 1.25)
+            row = store.TrialResult(
+                study=study, number=i, arch_hash=cfg.hash, state=state, seed=0,
+                accuracy=acc if state == store.COMPLETE else None,
+                latency_ms=lat if state == store.COMPLETE else None,
+                latency_p90_ms=lat * 1.1 if state == store.COMPLETE else None,
+                flops=flops, params=params, backend="torch-cpu", resolution="64x64",
+                data="synthetic", epochs=3, environment_id=env.id,
+                reason=None if state == store.COMPLETE else "params above the limit",
+                curve=json.dumps([{"epoch": e, "train_loss": 2.0 - 0.3 * e,
+                                   "val_acc": acc * (e + 1) / 3, "seconds": 1.5}
+                                  for e in range(3)]),
+                recipe=json.dumps({"epochs": 3, "lr": 0.001}),
+                backend_settings=json.dumps({"batch": 1, "threads": 1}),
+            )
+            s.add(row)
+            s.flush()
+            written.append({"id": row.id, "study": study, "state": state, "cfg": cfg,
+                            "accuracy": row.accuracy, "latency_ms": row.latency_ms,
+                            "flops": flops, "params": params})
+    return written
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "trials.db"
+    url = f"sqlite:///{path}"
+    rows = fill_store(url)
+    # Optuna's own record of the study's objectives, as the search command leaves it
+    study = optuna.create_study(storage=url, study_name="alpha",
+                                directions=["maximize", "minimize"])
+    other = optuna.create_study(storage=url, study_name="beta",
+                                directions=["maximize", "minimize"])
+    optuna.create_study(storage=url, study_name="delta")  # created, nothing stored yet
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["accuracy", "latency_ms"])
+        other.set_metric_names(["accuracy", "params"])
+    return SimpleNamespace(url=url, path=path, rows=rows)
+
+
+def run(*args: str):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result
+
+
+def complete(rows, study=None):
+    return [r for r in rows if r["state"] == store.COMPLETE and (study is None
+                                                                 or r["study"] == study)]
+
+
+def test_studies_lists_counts_objectives_and_best(filled):
+    res = run("studies", "--storage", filled.url, "--format", "json")
+    assert res.exit_code == 0, res.output
+    data = {s["name"]: s for s in json.loads(res.output)}
+    assert set(data) == {"alpha", "beta", "delta"}
+    assert data["delta"]["trials"] == 0 and data["delta"]["states"] == {}
+    alpha = [r for r in filled.rows if r["study"] == "alpha"]
+    assert data["alpha"]["trials"] == len(alpha)
+    assert data["alpha"]["states"] == {
+        st: sum(r["state"] == st for r in alpha) for st in {r["state"] for r in alpha}}
+    assert data["alpha"]["objectives"] == ["accuracy:max", "latency_ms:min"]
+    assert data["beta"]["objectives"] == ["accuracy:max", "params:min"]  # from Optuna's record
+    assert data["beta"]["best"]["params"] == min(r["params"] for r in complete(filled.rows,
+                                                                               "beta"))
+    best_acc = max(r["accuracy"] for r in complete(filled.rows, "alpha"))
+    assert data["alpha"]["best"]["accuracy"] == pytest.approx(best_acc)
+    table = run("studies", "--storage", filled.url)
+    assert "alpha" in table.output and "accuracy:max" in table.output
+
+
+def test_list_filter_sort_limit(filled):
+    where = 'latency_ms < 3 and accuracy > 0.5 and stage3.block == "lgl"'
+    res = run("trials", "list", "--storage", filled.url, "--where", where, "--sort", "-accuracy",
+              "--format", "json")
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output)
+    want = [r for r in complete(filled.rows) if r["latency_ms"] < 3 and r["accuracy"] > 0.5
+            and r["cfg"].stages[2].block == "lgl"]
+    assert want, "the synthetic data should match the filter"
+    assert [g["id"] for g in got] == [r["id"] for r in
+                                      sorted(want, key=lambda r: -r["accuracy"])]
+    res = run("trials", "list", "--storage", filled.url, "--study", "beta", "--sort", "flops",
+              "--limit", "5", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(res.output)))
+    beta = sorted((r for r in filled.rows if r["study"] == "beta"),
+                  key=lambda r: (r["flops"], r["id"]))
+    assert [int(r["id"]) for r in rows] == [r["id"] for r in beta[:5]]
+    assert {r["study"] for r in rows} == {"beta"}
+    table = run("trials", "list", "--storage", filled.url, "--where", "state == 'infeasible'")
+    n_inf = sum(r["state"] == store.INFEASIBLE for r in filled.rows)
+    assert f"{n_inf} trials" in table.output
+
+
+def test_options_and_in_lists(filled):
+    got = query.list_trials(where='stage1.options.local_agg == "lsa" and stage1.block in '
+                                  '["lgl"] and not state in ["infeasible"]', storage=filled.url)
+    want = [r["id"] for r in filled.rows if r["cfg"].stages[0].opts.get("local_agg") == "lsa"
+            and r["state"] != store.INFEASIBLE]
+    assert sorted(t.id for t in got) == sorted(want)
+
+
+def test_bad_filter_and_unknown_field_are_one_line_errors(filled):
+    res = CliRunner().invoke(cli, ["trials", "list", "--storage", filled.url, "--where",
+                                   "latncy_ms < 3"])
+    assert res.exit_code != 0
+    assert "unknown field 'latncy_ms'" in str(res.exception)
+    assert "latency_ms" in str(res.exception) and "stageN.block" in str(res.exception)
+
+
+def test_show(filled):
+    r = complete(filled.rows, "alpha")[0]
+    res = run("trials", "show", str(r["id"]), "--storage", filled.url)
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert f"Trial {r['id']}" in out and "alpha" in out
+    assert r["cfg"].stages[2].block in out
+    assert f"{r['accuracy'] * 100:.2f} %" in out
+    assert "Training curve" in out and "val_acc" in out
+    assert "environment:" in out and "python=" in out
+    detail = json.loads(run("trials", "show", str(r["id"]), "--storage", filled.url,
+                            "--format", "json").output)
+    assert detail["config"] == r["cfg"].to_dict()
+    assert len(detail["curve"]) == 3
+    assert [s["width"] for s in detail["stages"]] == list(r["cfg"].widths)
+
+
+def test_show_missing_trial(filled):
+    res = CliRunner().invoke(cli, ["trials", "show", "99999", "--storage", filled.url])
+    assert res.exit_code != 0 and "no trial with id 99999" in str(res.exception)
+
+
+def test_export_csv_and_json(filled, tmp_path):
+    out = tmp_path / "all.csv"
+    res = run("trials", "export", "--format", "csv", "--output", str(out), "--storage",
+              filled.url)
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == len(filled.rows)
+    first = filled.rows[0]
+    assert ArchConfig.from_json(rows[0]["config"]) == first["cfg"]
+    assert int(rows[0]["flops"]) == first["flops"]
+    res = run("trials", "export", "--format", "json", "--study", "beta", "--storage", filled.url)
+    data = json.loads(res.output)
+    assert len(data) == sum(r["study"] == "beta" for r in filled.rows)
+    assert isinstance(data[0]["curve"], list) and data[0]["config"]["num_classes"] == 10
+
+
+def test_pareto_table_json_and_png(filled, tmp_path):
+    png = tmp_path / "front.png"
+    res = run("pareto", "--study", "alpha", "--storage", filled.url, "--no-presets",
+              "--plot", str(png), "--format", "json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    rows = complete(filled.rows, "alpha")
+    # Optuna's own answer on the same trials
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for r in rows:
+        study.add_trial(optuna.trial.create_trial(values=[r["accuracy"], r["latency_ms"]],
+                                                  user_attrs={"id": r["id"]}))
+    best = {t.user_attrs["id"] for t in study.best_trials}
+    assert {p["id"] for p in data["front"]} == best
+    assert data["objectives"] == ["accuracy:max", "latency_ms:min"]
+    assert data["knee"]["id"] in best
+    assert 0 < data["hypervolume_normalised"] <= 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    table = run("pareto", "--study", "alpha", "--storage", filled.url, "--no-presets")
+    assert "Hypervolume" in table.output and "knee" in table.output
+    short = run("pareto", "--study", "alpha", "--storage", filled.url, "--no-presets",
+                "--limit", "2")
+    assert f"{len(best)} of {len(rows)} complete trials" in short.output
+    assert "shown (--limit 0 for all)" in short.output
+    # without --objectives a study is analysed on its own objectives
+    beta = json.loads(run("pareto", "--study", "beta", "--storage", filled.url, "--no-presets",
+                          "--format", "json").stdout)
+    assert beta["objectives"] == ["accuracy:max", "params:min"]
+
+
+def test_pareto_three_objectives_two_studies_html(filled, tmp_path):
+    html = tmp_path / "front.html"
+    res = run("pareto", "--study", "alpha", "--study", "beta", "--objectives",
+              "accuracy:max,latency_ms:min,params:min", "--storage", filled.url,
+              "--no-presets", "--plot", str(html))
+    assert res.exit_code == 0, res.output
+    text = html.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<svg" in text and "</html>" in text
+    assert "study alpha: hypervolume" in res.output and "study beta" in res.output
+    result = query.pareto_front(["alpha", "beta"], "accuracy:max,latency_ms:min,params:min",
+                                storage=filled.url)
+    vals = np.array([[r["accuracy"], r["latency_ms"], r["params"]] for r in
+                     complete(filled.rows)])
+    assert len(result.values) == len(vals)
+
+
+def test_missing_database_is_not_created(tmp_path):
+    path = tmp_path / "nope.db"
+    for args in (["studies"], ["trials", "list"], ["pareto"], ["trials", "show", "1"]):
+        res = CliRunner().invoke(cli, [*args, "--storage", str(path)])
+        assert res.exit_code != 0
+        assert "no database at" in str(res.exception)
+    assert not path.exists()
+
+
+def test_unknown_study(filled):
+    res = CliRunner().invoke(cli, ["pareto", "--study", "gamma", "--storage", filled.url])
+    assert "no study named 'gamma'" in str(res.exception)
+    assert "alpha, beta" in str(res.exception)
+
+
+def test_python_api_frames(filled):
+    pd = pytest.importorskip("pandas")
+    df = query.list_trials(study="alpha", storage=filled.url, as_frame=True)
+    assert isinstance(df, pd.DataFrame)
+    assert len(df) == sum(r["study"] == "alpha" for r in filled.rows)
+    assert {"accuracy", "latency_ms", "blocks"} <= set(df.columns)
+
+
+def test_cli_main_prints_one_line(filled, capsys):
+    from edgeexplore.cli import main
+
+    code = main(["trials", "list", "--storage", filled.url, "--where",
+                 "accuracy > 0; DROP TABLE trial_results"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("Error: unexpected ';'") and err.count("\n") == 1
+    assert Path(filled.path).exists()
+
+
+def test_presets_from_the_store(tmp_path):
+    """Presets take stored values: a trial of the same architecture, else its stored cost."""
+    from edgeexplore.config import PRESETS
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    fill_store(url, n=30)
+    xxs = PRESETS["edgevit_xxs"].replace(resolution=(64, 64), num_classes=10)
+    xs = PRESETS["edgevit_xs"].replace(resolution=(64, 64), num_classes=10)
+    small = PRESETS["edgevit_s"].replace(resolution=(64, 64), num_classes=10)
+    with db.session_scope(url) as s:
+        # stored costs stand in for fvcore counting (tens of seconds on a busy 2-core box)
+        store.upsert_architecture(s, small, SimpleNamespace(params=13_000_000, flops=1.5e8,
+                                                            activations=1, per_stage={}))
+        store.upsert_architecture(s, xs, SimpleNamespace(params=6_700_000, flops=91_000_000,
+                                                         activations=1, per_stage={}))
+        store.upsert_architecture(s, xxs, SimpleNamespace(params=4_000_000, flops=44_000_000,
+                                                          activations=1, per_stage={}))
+        s.add(store.TrialResult(study="alpha", number=99, arch_hash=xxs.hash,
+                                state=store.COMPLETE, accuracy=0.66, latency_ms=3.0,
+                                flops=44_000_000, params=4_000_000, backend="torch-cpu",
+                                resolution="64x64"))
+    result = query.pareto_front("alpha", "accuracy:max,flops:min", storage=url,
+                                presets=["edgevit_xxs", "edgevit_xs"])
+    by_name = {p.name: p for p in result.references}
+    assert by_name["edgevit_xxs"].values == {"accuracy": 0.66, "flops": 44_000_000.0}
+    assert by_name["edgevit_xxs"].note.startswith("stored trial")
+    assert by_name["edgevit_xs"].values == {"accuracy": None, "flops": 91_000_000.0}
+    assert "--train-presets" in by_name["edgevit_xs"].note
+    png = tmp_path / "presets.png"
+    res = run("pareto", "--study", "alpha", "--objectives", "accuracy:max,flops:min",
+              "--storage", url, "--plot", str(png))
+    assert res.exit_code == 0, res.output
+    assert "Preset edgevit_xxs: accuracy 66.00 %" in res.output
+    assert "Preset edgevit_s: accuracy -, flops 0.15 G" in res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"

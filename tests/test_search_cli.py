@@ -1,0 +1,251 @@
+"""`edgeexplore search` end to end on a tiny recipe: store contents, resume, crashes, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from edgeexplore.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+name: tiny
+space: edgevit-tiny
+resolution: 32
+data: {{spec: synthetic, subset: 3, val_subset: 2}}
+proxy: {{epochs: {epochs}, batch_size: 10, warmup_epochs: 0, lr: {lr}, min_lr: 0.0,
+        nan_check_every: 1}}
+objectives: [accuracy, latency_ms]
+backend: {{name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3,
+          max_samples: 5}}
+sampler: random
+seed: 0
+early_stopping: false
+"""
+
+
+def _recipe(tmp_path: Path, name: str = "tiny.yaml", epochs: int = 1, lr: float = 3e-3) -> Path:
+    p = tmp_path / name
+    p.write_text(TINY.format(epochs=epochs, lr=lr))
+    return p
+
+
+def _rows(db: Path, study: str = "tiny") -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(
+            "SELECT state, accuracy, latency_ms, flops, params, reason FROM trial_results "
+            "WHERE study = ? ORDER BY id", (study,)).fetchall()
+    finally:
+        con.close()
+
+
+def _optuna_states(db: Path, study: str = "tiny") -> list[str]:
+    s = optuna.load_study(study_name=study, storage=f"sqlite:///{db}")
+    return [t.state.name for t in s.get_trials(deepcopy=False)]
+
+
+def _search(*args: str) -> int:
+    return main(["search", *args, "--quiet"])
+
+
+def test_search_stores_trials_and_resume_extends(tmp_path, capsys):
+    recipe, db = _recipe(tmp_path), tmp_path / "ee.db"
+    assert _search(str(recipe), "--budget", "2", "--storage", str(db)) == 0
+    out = capsys.readouterr().out
+    assert "study tiny" in out
+    rows = _rows(db)
+    complete = [r for r in rows if r[0] == "complete"]
+    assert len(complete) == 2
+    for state, acc, lat, flops, params, _ in complete:
+        assert 0.0 <= acc <= 1.0
+        assert lat > 0 and flops > 0 and params > 0
+    assert _optuna_states(db).count("COMPLETE") == 2
+
+    # the same name again resumes and extends: 2 + 1 = 3
+    assert _search(str(recipe), "--budget", "1", "--storage", str(db)) == 0
+    assert [r[0] for r in _rows(db)].count("complete") == 3
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    values = sorted(t.values[0] for t in study.trials if t.state.name == "COMPLETE")
+    assert values == sorted(r[1] for r in _rows(db) if r[0] == "complete")
+
+
+def _wait_for_running(db: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        if db.exists():
+            try:
+                con = sqlite3.connect(db, timeout=5)
+                n = con.execute("SELECT count(*) FROM trial_results WHERE state='running' AND "
+                                "optuna_trial_id IS NOT NULL AND flops IS NULL").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:
+                n = 0
+            if n:
+                time.sleep(1.0)
+                return
+        time.sleep(0.3)
+    pytest.fail("the search never started a trial")
+
+
+def _spawn(recipe: Path, db: Path, budget: str = "1") -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from edgeexplore.cli import run; run()", "search", str(recipe),
+         "--budget", budget, "--storage", str(db), "--quiet"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def test_sigkill_mid_trial_loses_nothing_and_leaves_nothing_running(tmp_path):
+    fast, slow, db = _recipe(tmp_path), _recipe(tmp_path, "slow.yaml", epochs=200), tmp_path / "k.db"
+    assert _search(str(fast), "--budget", "1", "--storage", str(db)) == 0
+    proc = _spawn(slow, db)
+    _wait_for_running(db, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert [r[0] for r in _rows(db)] == ["complete", "running"]  # the kill left it running
+
+    assert _search(str(fast), "--budget", "1", "--storage", str(db)) == 0
+    states = [r[0] for r in _rows(db)]
+    assert states.count("complete") == 2  # the first one kept, one more added
+    assert "running" not in states
+    failed = [r for r in _rows(db) if r[0] == "failed"]
+    assert len(failed) == 1 and "interrupted" in failed[0][5]
+    assert "RUNNING" not in _optuna_states(db)
+    assert _optuna_states(db).count("COMPLETE") == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_cleanly_and_says_how_to_resume(tmp_path):
+    slow, db = _recipe(tmp_path, "slow.yaml", epochs=200), tmp_path / "c.db"
+    proc = _spawn(slow, db)
+    _wait_for_running(db, proc)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "Resume with: edgeexplore search" in out
+    assert [r[0] for r in _rows(db)] == ["failed"]
+    assert "Ctrl-C" in _rows(db)[0][5]
+    assert _optuna_states(db) == ["FAIL"]
+
+
+def test_diverging_trial_is_recorded_and_study_resumable(tmp_path, capsys):
+    bad, good, db = _recipe(tmp_path, "bad.yaml", lr=1e8), _recipe(tmp_path), tmp_path / "d.db"
+    assert _search(str(bad), "--budget", "1", "--storage", str(db)) == 0
+    out = capsys.readouterr().out
+    assert "diverged" in out and "NaN" in out
+    rows = _rows(db)
+    assert [r[0] for r in rows] == ["diverged"]
+    assert rows[0][3] > 0  # cost and latency were kept
+    assert _optuna_states(db) == ["FAIL"]
+    assert _search(str(good), "--budget", "1", "--storage", str(db)) == 0
+    assert [r[0] for r in _rows(db)] == ["diverged", "complete"]
+
+
+def test_missing_data_folder(tmp_path, capsys):
+    code = _search(str(_recipe(tmp_path)), "--budget", "1", "--storage",
+                   str(tmp_path / "m.db"), "--data", f"folder:{tmp_path / 'nowhere'}")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "nowhere" in err and err.count("\n") == 1  # one clear line, no traceback
+
+
+def test_unwritable_database_path(tmp_path, capsys):
+    code = _search(str(_recipe(tmp_path)), "--budget", "1", "--storage",
+                   str(tmp_path / "no" / "such" / "dir.db"))
+    err = capsys.readouterr().err
+    assert code == 1 and "does not exist" in err and err.count("\n") == 1
+
+
+def test_corrupt_database(tmp_path, capsys):
+    db = tmp_path / "junk.db"
+    db.write_bytes(b"this is not a database" * 100)
+    code = _search(str(_recipe(tmp_path)), "--budget", "1", "--storage", str(db))
+    err = capsys.readouterr().err
+    assert code == 1 and "junk.db" in err and err.count("\n") == 1
+    assert db.read_bytes().startswith(b"this is not a database")  # left alone
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("name: x\nspace: [edgevit", "malformed YAML"),
+    ("name: x\nspace: edgevit-tiny\nbudget: 3", "unknown key 'budget'"),
+])
+def test_bad_recipe_is_one_line(tmp_path, capsys, text, needle):
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    code = _search(str(p), "--budget", "1", "--storage", str(tmp_path / "r.db"))
+    err = capsys.readouterr().err
+    assert code == 1 and needle in err and "r.yaml" in err and err.count("\n") == 1
+
+
+def test_bad_budget_and_resuming_with_other_objectives(tmp_path, capsys):
+    recipe = _recipe(tmp_path)
+    assert _search(str(recipe), "--budget", "soon", "--storage", str(tmp_path / "b.db")) == 1
+    assert "budget 'soon'" in capsys.readouterr().err
+    db = tmp_path / "o.db"
+    assert _search(str(recipe), "--budget", "1", "--storage", str(db)) == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(recipe.read_text().replace("[accuracy, latency_ms]", "[accuracy, flops]"))
+    assert _search(str(other), "--budget", "1", "--storage", str(db), "--name", "tiny") == 1
+    assert "already exists with objectives" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_store(tmp_path):
+    recipe, db = _recipe(tmp_path), tmp_path / "w.db"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(  # noqa: PLW1510 - the return code is asserted
+        [sys.executable, "-c", "from edgeexplore.cli import run; run()", "search", str(recipe),
+         "--budget", "3", "--workers", "2", "--storage", str(db), "--quiet"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "locked" not in done.stdout + done.stderr
+    rows = _rows(db)
+    assert [r[0] for r in rows] == ["complete"] * 3  # exactly the budget, no overshoot
+    assert _optuna_states(db) == ["COMPLETE"] * 3
+
+
+FIXED_SPACE = """
+resolution: 32
+head_dim: 8
+stages:
+  - {depth: 1, heads: 1, block: conv}
+  - {depth: 1, heads: 2, block: conv}
+  - {depth: 1, heads: 2, block: lgl, sample_rate: 2}
+  - {depth: 1, heads: 4, block: lgl}
+"""
+
+
+def test_same_architecture_is_reused_not_retrained(tmp_path, capsys):
+    (tmp_path / "one.yaml").write_text(FIXED_SPACE)
+    recipe = _recipe(tmp_path)
+    recipe.write_text(recipe.read_text().replace("space: edgevit-tiny", "space: one.yaml"))
+    db = tmp_path / "r.db"
+    assert _search(str(recipe), "--budget", "2", "--storage", str(db)) == 0
+    assert "(reused)" in capsys.readouterr().out
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT id, state, accuracy, reused_from, train_seconds, arch_hash "
+                       "FROM trial_results ORDER BY id").fetchall()
+    con.close()
+    assert [r[1] for r in rows] == ["complete", "complete"]
+    assert rows[1][3] == rows[0][0] and rows[1][2] == rows[0][2] and rows[1][4] == 0.0
+    assert rows[0][5] == rows[1][5]
+
+
+def test_wall_clock_budget(tmp_path):
+    db = tmp_path / "t.db"
+    assert _search(str(_recipe(tmp_path)), "--budget", "15s", "--storage", str(db)) == 0
+    states = [r[0] for r in _rows(db)]
+    assert states and set(states) <= {"complete", "infeasible"}

@@ -1,0 +1,111 @@
+"""The store's tables and query helpers, through the public API (no training here)."""
+
+from __future__ import annotations
+
+import sqlite3
+from types import SimpleNamespace
+
+import pytest
+
+from edgeexplore import db, store
+from edgeexplore.config import PRESETS
+from edgeexplore.errors import EdgeExploreError
+from edgeexplore.study import Budget, parse_budget
+
+
+def _cost(params: int, flops: int) -> SimpleNamespace:
+    return SimpleNamespace(params=params, flops=flops, activations=7,
+                           per_stage={"stem": 1, "stage1": 2})
+
+
+@pytest.fixture()
+def url(tmp_path):
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+def test_tables_round_trip_and_flat_columns(url, tmp_path):
+    xxs, xs = PRESETS["edgevit_xxs"], PRESETS["edgevit_xs"]
+    with db.session_scope(url) as s:
+        env = store.get_or_create_environment(s)
+        a = store.upsert_architecture(s, xxs, _cost(4_000_000, 560_000_000))
+        store.upsert_architecture(s, xs, _cost(6_700_000, 1_140_000_000))
+        s.flush()
+        assert store.upsert_architecture(s, xxs) is a  # one row per hash
+        key = store.train_key({"epochs": 1}, {"spec": "synthetic"}, 0)
+        s.add_all([
+            store.TrialResult(study="a", number=0, arch_hash=xxs.hash, state=store.COMPLETE,
+                              accuracy=0.6, latency_ms=5.0, flops=560_000_000,
+                              params=4_000_000, curve='[{"epoch": 1, "val_acc": 0.6}]',
+                              train_key=key, environment_id=env.id),
+            store.TrialResult(study="a", number=1, arch_hash=xs.hash, state=store.INFEASIBLE,
+                              reason="params too many"),
+            store.TrialResult(study="b", number=0, arch_hash=xxs.hash, state=store.COMPLETE,
+                              accuracy=0.7, train_key="other"),
+        ])
+    with db.session_scope(url) as s:
+        assert store.list_studies(s) == ["a", "b"]
+        rows = store.get_trials(s, study="a")
+        assert [r.state for r in rows] == ["complete", "infeasible"]
+        assert store.count_trials(s, "a", [store.COMPLETE]) == 1
+        assert [r.study for r in store.get_trials(s, arch_hash=xxs.hash)] == ["a", "b"]
+        reuse = store.find_reusable(s, xxs.hash, key)
+        assert reuse is not None and reuse.accuracy == 0.6
+        assert store.find_reusable(s, xs.hash, key) is None
+        assert store.completed_curves(s, "a") == [[{"epoch": 1, "val_acc": 0.6}]]
+        assert store.completed_curves(s, "a", key="nope") == []
+        env = rows[0].environment
+        assert env.python and env.torch and env.optuna
+        assert env.device
+    # the architecture is still usable once its session is closed
+    assert rows[0].architecture.arch == xxs
+    assert rows[0].architecture.per_stage == {"stem": 1, "stage1": 2}
+
+    # plain sqlite3 reads the flat columns; the schema is the documented one
+    con = sqlite3.connect(tmp_path / "store.db")
+    got = con.execute(
+        "SELECT t.accuracy, a.stage3_block, a.stage3_depth, a.depths FROM trial_results t "
+        "JOIN architectures a ON a.hash = t.arch_hash WHERE t.study='a' AND t.state='complete'"
+    ).fetchall()
+    assert got == [(0.6, "lgl", 3, "1,1,3,2")]
+    indexes = {r[1] for r in con.execute("PRAGMA index_list('trial_results')")}
+    assert {"ix_trial_results_accuracy", "ix_trial_results_latency_ms",
+            "ix_trial_results_study_state"} <= indexes
+
+
+def test_environment_is_deduplicated(url):
+    with db.session_scope(url) as s:
+        e1 = store.get_or_create_environment(s)
+        e2 = store.get_or_create_environment(s)
+        assert e1.id == e2.id
+        info = store.describe_environment()
+        assert info["git_revision"] is None or len(info["git_revision"]) == 40
+
+
+def test_trials_dataframe(url):
+    pytest.importorskip("pandas")
+    with db.session_scope(url) as s:
+        store.upsert_architecture(s, PRESETS["edgevit_xxs"], _cost(1, 2))
+        s.add(store.TrialResult(study="x", arch_hash=PRESETS["edgevit_xxs"].hash,
+                                state="complete", accuracy=0.5, flops=2))
+    df = store.trials_dataframe(url, study="x")
+    assert list(df["accuracy"]) == [0.5]
+    assert list(df["stage1_block"]) == ["lgl"]
+
+
+def test_unwritable_database_path_is_a_clear_error(tmp_path):
+    with pytest.raises(EdgeExploreError, match="does not exist"):
+        db.normalise_url(str(tmp_path / "missing" / "x.db"))
+
+
+@pytest.mark.parametrize(("text", "budget"), [
+    ("4", Budget(trials=4)), ("45m", Budget(seconds=2700)), ("2h", Budget(seconds=7200)),
+    ("90s", Budget(seconds=90)), ("1h30m", Budget(seconds=5400)),
+])
+def test_parse_budget(text, budget):
+    assert parse_budget(text) == budget
+
+
+@pytest.mark.parametrize("text", ["0", "soon", "45 minutes please", "-3", "m"])
+def test_bad_budget(text):
+    with pytest.raises(EdgeExploreError, match="budget"):
+        parse_budget(text)
