@@ -7,7 +7,7 @@ and a few architectures sampled from a search space (default edgevit-tiny, seede
 sampling). Prints the validation accuracy after each epoch and the training time.
 
     uv run python benchmarks/synthetic_task.py [--spec synthetic:classes=10] [--resolution 64]
-        [--subset 160] [--val-subset 50] [--epochs 4] [--batch 32] [--lr 3e-3] [--archs 3]
+        [--subset 400] [--val-subset 50] [--epochs 8] [--batch 32] [--lr 3e-3] [--archs 3]
         [--space edgevit-tiny] [--threads 1]
 """
 
@@ -26,7 +26,7 @@ from edgeexplore.proxy import ProxyRecipe, seed_everything, train_proxy
 from edgeexplore.space import resolve_space
 
 
-def local_only(num_classes: int, width: int = 48) -> nn.Module:
+def local_only(num_classes: int, width: int = 32) -> nn.Module:
     """A stride-2 3x3 conv, a 3x3 conv, a 1x1 conv (receptive field 7 px), global pooling."""
     return nn.Sequential(
         nn.Conv2d(3, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
@@ -36,7 +36,7 @@ def local_only(num_classes: int, width: int = 48) -> nn.Module:
     )  # fmt: skip
 
 
-def global_cnn(num_classes: int, width: int = 48) -> nn.Module:
+def global_cnn(num_classes: int, width: int = 32) -> nn.Module:
     """Five stride-2 3x3 convs (receptive field 63 px at the last layer) then global pooling."""
     layers: list[nn.Module] = []
     cin = 3
@@ -50,12 +50,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default="synthetic:classes=10")
     ap.add_argument("--resolution", type=int, default=64)
-    ap.add_argument("--subset", type=int, default=160)
+    ap.add_argument("--subset", type=int, default=400)
     ap.add_argument("--val-subset", type=int, default=50)
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--warmup", type=float, default=0.5)
+    ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--archs", type=int, default=3, help="architectures sampled from the space")
     ap.add_argument("--space", default="edgevit-tiny")
     ap.add_argument("--only", default="", help="comma list: local,global,space (default all)")

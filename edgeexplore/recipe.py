@@ -2,7 +2,7 @@
 
 A recipe is everything a study needs besides its budget, so the same file reproduces a study and
 ``edgeexplore search studies/cifar10.yaml --budget 20`` is the whole command. The schema is
-documented in ``docs/studies.md``; every problem names the file, the key and what is wrong.
+documented in README.md ("Study recipes"); every problem names the file, the key and what is wrong.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The search loop: sample → validate → cost → constraints → latency → proxy training → store.
 
-One Optuna study per name, in the same SQLite file as our tables (``docs/store.md``). Each trial:
+One Optuna study per name, in the same SQLite file as our tables (README.md ("The store")). Each trial:
 
 1. the space suggests an :class:`ArchConfig` (invalid values → ``infeasible``, never trained);
 2. params/FLOPs are counted and the space's hard limits checked (``infeasible`` with the reason);

@@ -93,26 +93,37 @@ def test_synthetic_is_deterministic_balanced_and_seeded():
     assert a.val.labels.bincount().tolist() == [20] * 6
     # train and validation images are different draws
     assert not torch.equal(a.train.images[:120], a.val.images)
-    assert (
-        a.num_classes == 6 and len(a.class_names) == 6 and a.class_names[0] == "hstripes>vstripes"
-    )
-    assert a.hflip is False  # a flip would swap left and right, i.e. the class
+    assert a.num_classes == 6 and a.class_names[:2] == ["hstripes-disc", "hstripes-ring"]
+    assert a.hflip is False  # a flip turns diagonal stripes into anti-diagonal ones: another class
     assert elapsed < 10  # ~3,000 images/s on one core, with margin for a busy machine
     # statistics are real: not all one colour, in a plausible range
     assert all(0.3 < m < 0.7 for m in a.mean) and all(0.15 < s < 0.45 for s in a.std)
 
 
-def test_synthetic_mirrored_classes_and_options():
+def test_synthetic_classes_are_texture_times_shape():
     pairs = synthetic.class_pairs(10)
     assert len(set(pairs)) == 10
-    assert all((b, a) in pairs for a, b in pairs)  # every class has its mirror: order matters
+    # up to 12 classes: every texture as a disc and as a ring, so shape alone splits each couple
+    assert pairs == [(t, s) for t in range(5) for s in range(2)]
+    assert synthetic.class_names(12)[-1] == "dots-ring"
+    assert synthetic.class_names(30)[-1] == "dots-cross" and len(set(synthetic.class_pairs(30))) == 30
     d = load_data("synthetic:classes=4", subset=5, val_subset=2, resolution=64)
     assert d.train.images.shape == (20, 3, 64, 64) and len(d.val) == 8
     assert d.resolution == (64, 64) and d.crop_padding == 8
 
 
-def test_synthetic_hint_colours_key_patches():
-    """With hint=1 every key patch's foreground sits near its texture's hint colour."""
+def test_synthetic_ring_has_a_hole_and_disc_none():
+    """The key object's shape is real: a ring leaves its centre to the background, a disc not."""
+    u, v = np.meshgrid(np.arange(-12, 12.5, 0.5), np.arange(-12, 12.5, 0.5))
+    disc = synthetic._shape(0, u, v, 10.0, 4.0)
+    ring = synthetic._shape(1, u, v, 10.0, 4.0)
+    centre = (np.abs(u) < 1) & (np.abs(v) < 1)
+    assert disc[centre].all() and not ring[centre].any()
+    assert ring.sum() < disc.sum() and (ring <= disc).all()
+
+
+def test_synthetic_hint_colours_key_object():
+    """With hint=1 every key object's foreground sits near its texture's hint colour."""
     plain = load_data("synthetic:classes=2,train=200,val=2,hint=0", seed=0)
     hinted = load_data("synthetic:classes=2,train=200,val=2,hint=1", seed=0)
     assert plain.info["hint"] == 0 and hinted.info["hint"] == 1
@@ -122,12 +133,12 @@ def test_synthetic_hint_colours_key_patches():
         close = ((bundle.train.images.float() - ref).abs() <= 0.15 * 255 + 30).all(dim=1)
         return close.float().mean().item()
 
-    # class pairs for 2 classes use textures 0 and 1 (red-ish and green-ish hints)
-    # (key patches cover a small part of the image: ~7% of pixels become ~10%)
-    for colour in synthetic.HINT_COLOURS[:2].tolist():
-        assert near(hinted, colour) > 1.3 * near(plain, colour)
-    unused = synthetic.HINT_COLOURS[2].tolist()  # texture 2 is in no class here
-    assert near(hinted, unused) < near(plain, unused)
+    # 2 classes are hstripes disc / ring: texture 0 (red-ish hint) only
+    assert near(hinted, synthetic.HINT_COLOURS[0].tolist()) > 1.3 * near(
+        plain, synthetic.HINT_COLOURS[0].tolist()
+    )
+    unused = synthetic.HINT_COLOURS[1].tolist()  # texture 1 is in no class here
+    assert near(hinted, unused) < 1.1 * near(plain, unused)
 
 
 def test_synthetic_memory_cache_returns_same_bundle():

@@ -28,7 +28,7 @@ from edgeexplore.latency import energy as energy_mod
 from edgeexplore.latency.base import resolve_clock, running_median_stable
 
 TOOLS = Path(__file__).parent / "latency_tools"
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "latency_plugin"
+EXAMPLES = Path(__file__).resolve().parent / "latency_plugin_example"
 #: settings that keep each timing run to a fraction of a second
 QUICK = {"budget_s": 0.15, "warmup": 2, "warmup_s": 0.0, "min_samples": 5, "max_samples": 60}
 

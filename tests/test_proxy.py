@@ -22,7 +22,7 @@ from edgeexplore.proxy import (
 
 @pytest.fixture(scope="module")
 def data():
-    # four classes: two mirrored couples, so order (layout) and texture both matter
+    # four classes: two textures, each as a disc and as a ring (local texture, global shape)
     return load_data("synthetic:classes=4,train=1280,val=160", seed=0)
 
 
@@ -118,7 +118,7 @@ def test_tiny_cnn_learns_the_synthetic_task(data):
     assert [c["epoch"] for c in result.curve] == [1, 2, 3, 4] and calls == [
         (c["epoch"], c["val_acc"]) for c in result.curve
     ]
-    # chance is 0.25; four epochs on 1,280 images (~5 s) reach about 0.69
+    # chance is 0.25; four epochs on 1,280 images (~2 s) reach about 0.52 (textures; shape later)
     assert result.accuracy > 0.45, result.curve
     assert result.curve[-1]["train_loss"] < result.curve[0]["train_loss"]
     assert result.images_per_second > 0 and result.train_seconds > 0

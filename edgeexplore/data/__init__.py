@@ -3,7 +3,7 @@
 ``load_data(spec)`` is the one entry point. A spec is ``KIND`` or ``KIND:ARGS`` where ARGS is a
 comma-separated list of ``key=value`` options, plus (for ``folder`` and ``cifar10``) one path:
 
-* ``synthetic`` / ``synthetic:classes=10,train=2000,val=500,hint=0.5`` -- generated, no download;
+* ``synthetic`` / ``synthetic:classes=10,train=2000,val=500,hint=0`` -- generated, no download;
 * ``cifar10`` / ``cifar10:PATH`` -- the CIFAR-10 JPEG archive, extracted once into the cache;
 * ``folder:PATH`` / ``folder:PATH,subset=100`` -- ``PATH/train/<class>/*`` and ``PATH/val/`` (or
   ``test/``).
@@ -222,7 +222,7 @@ def _load_synthetic(
         mean=mean,
         std=std,
         crop_padding=max(1, round(min(res) / 8)),
-        hflip=False,  # a flip swaps left and right, which changes the class
+        hflip=False,  # a flip turns diagonal stripes into anti-diagonal ones: another class
         info={
             "generate_seconds": round(time.perf_counter() - started, 3),
             "seed": seed,

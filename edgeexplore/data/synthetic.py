@@ -9,10 +9,11 @@ shape): with ``classes=10`` the five textures ``hstripes`` .. ``checker`` times 
 
 * telling the textures apart is local: a few pixels of stripes or dots are enough;
 * telling a disc from a ring is global: both are made of the same texture with background
-  around, and their edges are almost straight at the scale of a small receptive field (radii of
-  3-11 units). Sizes and ring widths are drawn so that the share of edge pixels overlaps between
-  the two shapes, so a bag of local features (a small receptive field, then global pooling)
-  recovers the texture but only partly the shape;
+  around, their edges are almost straight at the scale of a small receptive field (radii of
+  3-11 units), and untextured rings and discs among the distractors put holes and arcs
+  everywhere. A bag of local features (a small receptive field, then global pooling) recovers
+  the texture but only partly the shape (from statistics such as edge length per textured area):
+  measured, 67% against 96% for a CNN of the same kind whose last layer sees the whole image;
 * nothing depends on absolute position (the object is placed anywhere it fits), so a pyramid
   with a global-average-pool head -- EdgeViT's macro -- can learn it, unlike an ordered
   left/right relation.
