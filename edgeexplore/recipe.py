@@ -11,11 +11,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .config import PRESETS, parse_resolution
 from .errors import ConfigError
 from .space import SearchSpace, resolve_space
+from .yamlfile import read_yaml
 
 TOP_KEYS = (
     "name", "description", "space", "resolution", "data", "proxy", "objectives", "backend",
@@ -81,19 +80,7 @@ class StudyRecipe:
     @classmethod
     def load(cls, path: str | Path) -> StudyRecipe:
         path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise ConfigError(f"study recipe {path} does not exist") from None
-        except OSError as e:
-            raise ConfigError(f"cannot read study recipe {path}: {e.strerror}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
+        data = read_yaml(path, "study recipe")
         try:
             return cls.from_dict(data, name=path.stem, base=path.parent, path=path)
         except ConfigError as e:

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from .config import BLOCKS, NUM_STAGES, ArchConfig, StageConfig, parse_resolution
 from .errors import ConfigError
+from .yamlfile import read_yaml
 
 #: stage keys a space may set, each a fixed value, a list of choices or a {low, high} range
 STAGE_KEYS = ("depth", "width", "heads", "head_dim", "mlp_ratio", "sample_rate", "block")
@@ -300,19 +299,7 @@ class SearchSpace:
     @classmethod
     def load(cls, path: str | Path) -> SearchSpace:
         path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise ConfigError(f"search space {path} does not exist") from None
-        except OSError as e:
-            raise ConfigError(f"cannot read search space {path}: {e.strerror}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
+        data = read_yaml(path, "search space")
         try:
             return cls.from_dict(data, name=path.stem, path=path)
         except ConfigError as e:

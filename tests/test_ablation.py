@@ -101,7 +101,7 @@ def test_variant_yaml(tmp_path):
     with pytest.raises(ConfigError, match="option 'sampler' is 'median'"):
         load_component(bad)
     bad.write_text("variants: [\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="malformed YAML"):
         load_component(bad)
 
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config import BLOCKS, NUM_STAGES, ArchConfig, StageConfig, resolve_arch
 from ..errors import ConfigError
+from ..yamlfile import read_yaml
 
 #: keys a variant may change on a stage (depth and width are the matcher's to set, but a user
 #: may give a starting point)
@@ -232,16 +231,7 @@ _VARIANT_KEYS = {"name", "description", "baseline", "changes", "stages", "stage_
 def load_component(path: str | Path) -> Component:
     """Read a user-defined variant list; errors name the file, the key and the problem."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    data = read_yaml(path, "variant file")
     try:
         return component_from_dict(data, default_name=path.stem, source=str(path))
     except ConfigError as e:
