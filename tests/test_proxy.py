@@ -214,6 +214,12 @@ def test_should_stop_against_completed_curves():
     assert should_stop(1, 0.40, completed) is False
     assert should_stop(2, 0.52, completed) is True  # quantile 0.575
     assert should_stop(3, 0.0, completed) is False  # nobody reached epoch 3
+    # checked only at doubling epochs, against the best accuracy reached so far
+    long = [[0.3, 0.5, 0.4, 0.6], [0.4, 0.6, 0.5, 0.7], [0.5, 0.7, 0.6, 0.8], [0.6, 0.8, 0.7, 0.9]]
+    assert should_stop(3, 0.0, long) is False  # epoch 3 is not a checkpoint
+    assert should_stop(4, 0.64, long) is True  # best-so-far quantile at 4 is 0.675
+    assert should_stop(4, 0.7, long) is False
+    assert should_stop(2, 0.5, long, min_epoch=2) is True and should_stop(6, 0.0, long, min_epoch=2) is False
     assert should_stop(1, 0.0, completed[:3]) is False  # too few completed trials
     assert should_stop(1, 0.0, completed, min_epoch=2) is False
     dict_curves = [[{"epoch": 1, "val_acc": a[0]}] for a in completed]
@@ -222,3 +228,6 @@ def test_should_stop_against_completed_curves():
         should_stop(1, 0.3, completed, quantile=1.5)
     on_epoch = early_stopper(completed, quantile=0.5)
     assert on_epoch(1, 0.2) is False and on_epoch(1, 0.9) is True
+    # a dip after a good epoch does not stop the trial: its best so far counts
+    on_epoch = early_stopper(long, quantile=0.25)
+    assert on_epoch(1, 0.6) is True and on_epoch(2, 0.2) is True
