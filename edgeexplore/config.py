@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, reject_unknown_keys
 
 NUM_STAGES = 4
 #: Total downsampling of the pyramid (4× stem, then three 2× downsamplers): input sides must be
@@ -362,10 +362,7 @@ class ArchConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ArchConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"an architecture must be a JSON object, not {type(data).__name__}")
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ConfigError(f"unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(valid))})")
+        reject_unknown_keys(data, sorted(f.name for f in dataclasses.fields(cls)))
         if "stages" not in data:
             raise ConfigError("the architecture has no 'stages' list")
         raw_stages = data["stages"]
@@ -428,11 +425,7 @@ class ArchConfig:
 def _stage_from_dict(index: int, data: Any) -> StageConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(f"stage {index + 1}: expected an object, not {type(data).__name__}")
-    unknown = sorted(set(data) - _STAGE_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"stage {index + 1}: unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(_STAGE_KEYS))})"
-        )
+    reject_unknown_keys(data, sorted(_STAGE_KEYS), f"stage {index + 1}")
     if "depth" not in data or "width" not in data:
         raise ConfigError(f"stage {index + 1}: 'depth' and 'width' are required")
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PRESETS, parse_resolution
-from .errors import ConfigError
+from .errors import ConfigError, reject_unknown_keys
 from .space import SearchSpace, resolve_space
 from .yamlfile import read_yaml
 
@@ -94,9 +94,7 @@ class StudyRecipe:
                   path: Path | None = None) -> StudyRecipe:
         if not isinstance(data, dict):
             raise ConfigError(f"a study recipe is a mapping, not {type(data).__name__}")
-        unknown = sorted(set(data) - set(TOP_KEYS))
-        if unknown:
-            raise ConfigError(f"unknown key {unknown[0]!r} (valid keys: {', '.join(TOP_KEYS)})")
+        reject_unknown_keys(data, TOP_KEYS)
         if "space" not in data:
             raise ConfigError("no 'space' key (a search-space file or a shipped space's name)")
         space = resolve_space(str(data["space"]), base)
@@ -106,9 +104,7 @@ class StudyRecipe:
             data_raw = {"spec": data_raw}
         if not isinstance(data_raw, dict):
             raise ConfigError("data: expected a spec string or a mapping with spec/subset/val_subset")
-        bad = sorted(set(data_raw) - set(DATA_KEYS))
-        if bad:
-            raise ConfigError(f"data: unknown key {bad[0]!r} (valid keys: {', '.join(DATA_KEYS)})")
+        reject_unknown_keys(data_raw, DATA_KEYS, "data")
         spec = data_raw.get("spec", "synthetic")
         if not isinstance(spec, str) or not spec:
             raise ConfigError(f"data.spec: expected a data spec string, not {spec!r}")
@@ -159,9 +155,7 @@ class StudyRecipe:
             es_raw = {"enabled": es_raw}
         if not isinstance(es_raw, dict):
             raise ConfigError("early_stopping: expected true/false or a mapping")
-        bad = sorted(set(es_raw) - set(EARLY_KEYS))
-        if bad:
-            raise ConfigError(f"early_stopping: unknown key {bad[0]!r} (valid keys: {', '.join(EARLY_KEYS)})")
+        reject_unknown_keys(es_raw, EARLY_KEYS, "early_stopping")
         early = EarlyStopping(**es_raw)
         if not 0.0 < early.quantile < 1.0:
             raise ConfigError(f"early_stopping.quantile: must be in (0, 1), not {early.quantile}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .config import BLOCKS, NUM_STAGES, ArchConfig, StageConfig, parse_resolution
-from .errors import ConfigError
+from .errors import ConfigError, reject_unknown_keys
 from .yamlfile import read_yaml
 
 #: stage keys a space may set, each a fixed value, a list of choices or a {low, high} range
@@ -309,17 +309,13 @@ class SearchSpace:
     def from_dict(cls, data: Any, name: str = "space", path: Path | None = None) -> SearchSpace:
         if not isinstance(data, dict):
             raise ConfigError(f"a search space is a mapping with 'stages', not {type(data).__name__}")
-        unknown = sorted(set(data) - set(TOP_KEYS))
-        if unknown:
-            raise ConfigError(f"unknown key {unknown[0]!r} (valid keys: {', '.join(TOP_KEYS)})")
+        reject_unknown_keys(data, TOP_KEYS)
         if "stages" not in data:
             raise ConfigError("no 'stages' key (a list of the 4 stages' settings)")
         defaults = data.get("defaults") or {}
         if not isinstance(defaults, dict):
             raise ConfigError("defaults: expected a mapping of stage settings")
-        bad = sorted(set(defaults) - set(STAGE_KEYS))
-        if bad:
-            raise ConfigError(f"defaults: unknown key {bad[0]!r} (valid keys: {', '.join(STAGE_KEYS)})")
+        reject_unknown_keys(defaults, STAGE_KEYS, "defaults")
         raw_stages = data["stages"]
         if not isinstance(raw_stages, list) or len(raw_stages) != NUM_STAGES:
             raise ConfigError(f"stages: expected a list of {NUM_STAGES} stage mappings")
@@ -331,9 +327,7 @@ class SearchSpace:
                 st = {}
             if not isinstance(st, dict):
                 raise ConfigError(f"{where}: expected a mapping of stage settings, not {st!r}")
-            bad = sorted(set(st) - set(STAGE_KEYS))
-            if bad:
-                raise ConfigError(f"{where}: unknown key {bad[0]!r} (valid keys: {', '.join(STAGE_KEYS)})")
+            reject_unknown_keys(st, STAGE_KEYS, where)
             merged = {**defaults, **st}
             shared = False
             if shared_hd is not None and "head_dim" not in merged and (

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import BLOCKS, NUM_STAGES, ArchConfig, StageConfig, resolve_arch
-from ..errors import ConfigError
+from ..errors import ConfigError, reject_unknown_keys
 from ..yamlfile import read_yaml
 
 #: keys a variant may change on a stage (depth and width are the matcher's to set, but a user
@@ -243,11 +243,7 @@ def component_from_dict(
 ) -> Component:
     if not isinstance(data, Mapping):
         raise ConfigError("a variant file must be a mapping with a 'variants' list")
-    unknown = sorted(set(data) - _FILE_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(_FILE_KEYS))})"
-        )
+    reject_unknown_keys(data, sorted(_FILE_KEYS))
     raw = data.get("variants")
     if not isinstance(raw, list) or not raw:
         raise ConfigError("'variants' must be a non-empty list")
@@ -316,11 +312,7 @@ def _check_changes(changes: Any, where: str) -> dict[str, Any]:
         return {}
     if not isinstance(changes, Mapping):
         raise ConfigError(f"{where} must be a mapping of stage settings")
-    unknown = sorted(set(changes) - set(STAGE_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} (valid keys: {', '.join(STAGE_KEYS)})"
-        )
+    reject_unknown_keys(changes, STAGE_KEYS, where)
     if "options" in changes and not isinstance(changes["options"], Mapping):
         raise ConfigError(f"{where}: 'options' must be a mapping")
     if "block" in changes and changes["block"] not in BLOCKS:
@@ -344,11 +336,7 @@ def _variant_from_dict(v: Any, index: int, default_stages: tuple[int, ...] | Non
     where = f"variant {index + 1}"
     if not isinstance(v, Mapping):
         raise ConfigError(f"{where} must be a mapping with at least a 'name'")
-    unknown = sorted(set(v) - _VARIANT_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} (valid keys: {', '.join(sorted(_VARIANT_KEYS))})"
-        )
+    reject_unknown_keys(v, sorted(_VARIANT_KEYS), where)
     name = v.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}: 'name' must be a non-empty string")
