@@ -60,6 +60,10 @@ def test_paired_test_on_known_numbers():
     assert paired_test([2, 3], [1, 2]).p == pytest.approx(0.5)
     assert paired_test([2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6]).p == pytest.approx(2 / 64)
     assert paired_test([1, 2], [1, 2]).p == 1.0
+    # one image of 300 lost on both seeds: the same shift up to float rounding, so not p = 0
+    rounded = paired_test([30 / 300, 27 / 300], [31 / 300, 28 / 300])
+    assert rounded.std_diff < 1e-12 and rounded.p == pytest.approx(0.5)
+    assert not rounded.holds(0.05)
     assert math.isnan(paired_test([1.0], [0.5]).p)
     assert sign_test(5, 0) == pytest.approx(2 / 32)
 

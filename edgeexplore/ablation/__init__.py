@@ -29,7 +29,7 @@ from .runner import (
     plan_ablation,
     run_ablation,
 )
-from .stats import PairedTest, paired_test, sign_test, t_cdf, t_sf_two_sided
+from .stats import PairedTest, paired_test, sign_test, t_sf_two_sided
 from .variants import Component, Variant, builtin_names, get_component, load_component
 
 __all__ = [
@@ -59,6 +59,5 @@ __all__ = [
     "plan_ablation",
     "run_ablation",
     "sign_test",
-    "t_cdf",
     "t_sf_two_sided",
 ]

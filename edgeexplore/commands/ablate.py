@@ -109,7 +109,7 @@ COMPONENT_HELP = (
     "--epochs",
     type=click.IntRange(1),
     default=None,
-    help="Proxy-training epochs (default: the proxy recipe's; quick 2).",
+    help="Proxy-training epochs (default: the proxy recipe's; quick 6).",
 )
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Training batch size.")
 @click.option("--lr", type=float, default=None, help="Peak learning rate.")
@@ -134,7 +134,7 @@ COMPONENT_HELP = (
     "--quick",
     is_flag=True,
     help="Tiny setting: tiny EdgeViT at 64x64, 6 MFLOPs budget, built-in synthetic "
-    "data (600/300 images), 2 epochs, 2 seeds: a few minutes on 2 CPU cores.",
+    "data (2000/500 images), 6 epochs, 2 seeds: a few minutes on 2 CPU cores.",
 )
 @click.option(
     "--match-only",
