@@ -369,13 +369,13 @@ def test_runs_are_shared_between_ablations(tmp_path, monkeypatch):
     assert QUICK_BASE.resolution == (64, 64)
 
 
-def test_match_only_on_a_variant_file():
+@pytest.mark.parametrize("spec", ["studies/ablations/example.yaml", "example"])
+def test_match_only_on_a_variant_file(spec, tmp_path, monkeypatch):
     from edgeexplore.cli import cli
 
-    res = CliRunner().invoke(
-        cli,
-        ["ablate", "studies/ablations/example.yaml", "--quick", "--match-only", "--format", "json"],
-    )
+    # from another working directory too: the shipped variant lists are found by name
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["ablate", spec, "--quick", "--match-only", "--format", "json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["target"] == 6_000_000 and data["resolution"] == [64, 64]

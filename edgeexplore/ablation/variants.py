@@ -215,11 +215,26 @@ def get_component(spec: str) -> Component:
     if spec in comps:
         return comps[spec]
     path = Path(spec)
+    if not path.exists():
+        path = _shipped_variant_file(spec) or path
     if path.suffix in (".yaml", ".yml") or path.exists():
         return load_component(path)
     raise ConfigError(
         f"{spec!r} is neither a component ({', '.join(builtin_names())}) nor a YAML variant file"
     )
+
+
+def _shipped_variant_file(spec: str) -> Path | None:
+    """``studies/ablations/NAME[.yaml]`` of the checkout or of the installed package, so the
+    shipped variant lists work by name (``ablate example``) and from any working directory."""
+    from ..recipe import studies_dir
+
+    folder = studies_dir() / "ablations"
+    name = Path(spec).name
+    for cand in (folder / name, folder / f"{name}.yaml"):
+        if cand.is_file():
+            return cand
+    return None
 
 
 # -- user YAML ---------------------------------------------------------------------------------
