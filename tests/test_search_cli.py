@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from wsgiref.util import setup_testing_defaults
 
 import optuna
 import pytest
@@ -77,6 +79,37 @@ def test_search_stores_trials_and_resume_extends(tmp_path, capsys):
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
     values = sorted(t.values[0] for t in study.trials if t.state.name == "COMPLETE")
     assert values == sorted(r[1] for r in _rows(db) if r[0] == "complete")
+
+
+def test_optuna_cli_and_dashboard_read_the_same_store(tmp_path):
+    """Optuna's own CLI and optuna-dashboard open our SQLite file and see the same trials."""
+    recipe, db = _recipe(tmp_path), tmp_path / "ee.db"
+    assert _search(str(recipe), "--budget", "2", "--storage", str(db)) == 0
+    ours = sorted((r[1], r[2]) for r in _rows(db) if r[0] == "complete")
+    optuna_cli = Path(sys.executable).with_name("optuna")
+    listed = subprocess.run(
+        [str(optuna_cli), "trials", "--storage", f"sqlite:///{db}", "--study-name", "tiny",
+         "-f", "json"], capture_output=True, text=True, check=True, timeout=120)
+    trials = json.loads(listed.stdout)
+    assert sorted((t["values"]["accuracy"], t["values"]["latency_ms"]) for t in trials) == ours
+
+    dashboard = pytest.importorskip("optuna_dashboard", reason="optuna-dashboard (dev group)")
+    app = dashboard.wsgi(f"sqlite:///{db}")
+
+    def get(path: str) -> dict:
+        environ: dict = {}
+        setup_testing_defaults(environ)
+        environ["PATH_INFO"] = path
+        status: list[str] = []
+        body = b"".join(app(environ, lambda s, headers, exc=None: status.append(s)))
+        assert status == ["200 OK"], (path, status)
+        return json.loads(body)
+
+    (summary,) = get("/api/studies")["study_summaries"]
+    assert summary["study_name"] == "tiny"
+    detail = get(f"/api/studies/{summary['study_id']}")
+    assert detail["objective_names"] == ["accuracy", "latency_ms"]
+    assert sorted(tuple(t["values"]) for t in detail["trials"]) == ours
 
 
 def _wait_for_running(db: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
