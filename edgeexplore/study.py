@@ -42,7 +42,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 
 from . import db, store
 from .config import PRESETS, ArchConfig
-from .errors import ConfigError, EdgeExploreError
+from .errors import ConfigError, EdgeExploreError, reject_unknown_keys
 from .recipe import Objective, StudyRecipe
 from .store import TrialResult
 
@@ -296,9 +296,31 @@ def make_sampler(recipe: StudyRecipe, seed: int) -> optuna.samplers.BaseSampler:
         except (ImportError, ValueError, TypeError) as e:
             raise ConfigError(f"sampler gp cannot run here ({e}); use nsga2, tpe or random") from None
     if name == "nni-evolution":
-        raise ConfigError("sampler nni-evolution is not wired in this version; use nsga2 (the "
-                          "default with several objectives), tpe, gp or random")
+        return _nni_sampler(recipe, seed, opts)
     raise ConfigError(f"unknown sampler {name!r}")  # pragma: no cover - checked on load
+
+
+def _nni_sampler(recipe: StudyRecipe, seed: int, opts: dict[str, Any]
+                 ) -> optuna.samplers.BaseSampler:
+    """NNI's evolution tuner in-process (edgeexplore.nni_sampler; nni is an optional extra)."""
+    from .nni_sampler import OPTIONS, NNIEvolutionSampler
+
+    reject_unknown_keys(opts, OPTIONS, "sampler nni-evolution")
+    weights = opts.get("weights")
+    if isinstance(weights, list) and len(weights) != len(recipe.objectives):
+        raise ConfigError(f"sampler nni-evolution: weights has {len(weights)} entries for "
+                          f"{len(recipe.objectives)} objectives "
+                          f"({', '.join(map(str, recipe.objectives))})")
+    try:
+        return NNIEvolutionSampler(seed=seed, **opts)
+    except ImportError as e:
+        if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] == "nni":
+            raise ConfigError("sampler nni-evolution needs the optional extra nni (uv sync "
+                              "--extra nni); use nsga2, tpe, gp or random") from None
+        raise ConfigError(f"sampler nni-evolution cannot use the installed nni ({e}); use "
+                          "nsga2, tpe, gp or random") from None
+    except ValueError as e:
+        raise ConfigError(f"sampler nni-evolution: {e}") from None
 
 
 # -- the search ----------------------------------------------------------------------------------

@@ -200,7 +200,7 @@ def test_single_objective_defaults_to_tpe(tmp_path):
     assert len(recipe.objectives) == 1
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "nsga3", "tpe", "random", "gp"])
+@pytest.mark.parametrize("sampler", ["nsga2", "nsga3", "tpe", "random", "gp", "nni-evolution"])
 def test_every_sampler_drives_the_space(tmp_path, sampler):
     from edgeexplore.study import make_sampler
 
@@ -208,6 +208,10 @@ def test_every_sampler_drives_the_space(tmp_path, sampler):
     recipe = StudyRecipe.load(path)
     if sampler == "gp" and importlib.util.find_spec("scipy") is None:
         with pytest.raises(ConfigError, match="scipy"):
+            make_sampler(recipe, seed=0)
+        return
+    if sampler == "nni-evolution" and importlib.util.find_spec("nni") is None:
+        with pytest.raises(ConfigError, match="optional extra nni"):
             make_sampler(recipe, seed=0)
         return
     study = optuna.create_study(directions=["maximize", "minimize"],
