@@ -12,6 +12,7 @@ sample rate only for blocks that use one, so Optuna never sees parameters that c
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -407,16 +408,20 @@ class SearchSpace:
             names = st.block_names()
             block = names[0] if len(names) == 1 else trial.suggest_categorical(f"{p}.block", names)
             choice = next(b for b in st.blocks if b.name == block)
-            options = {}
-            for key, values in choice.options.items():
+            # the sample rate first: at rate 1 the sampler and propagation options change nothing
+            sr = st.sample_rate.suggest(trial, f"{p}.sample_rate") if block in SAMPLED_BLOCKS else 1
+            options: dict[str, Any] = {}
+            for key in BLOCKS[block].options:  # declared order: local_agg decides agg_kernel/window
+                values = choice.options.get(key)
+                if values is None:
+                    continue
                 if len(values) == 1:
                     options[key] = values[0]
-                else:
+                elif _option_matters(block, options, key, values, sr):
                     options[key] = trial.suggest_categorical(f"{p}.{block}.{key}", list(values))
             uses_heads = BLOCKS[block].uses_heads
             width, heads = self._width_heads(trial, st, uses_heads)
             mlp = st.mlp_ratio.suggest(trial, f"{p}.mlp_ratio")
-            sr = st.sample_rate.suggest(trial, f"{p}.sample_rate") if block in SAMPLED_BLOCKS else 1
             try:
                 stages.append(StageConfig(depth=depth, width=width, heads=heads, mlp_ratio=mlp,
                                           sample_rate=sr, block=block, options=options))
@@ -483,12 +488,15 @@ class SearchSpace:
             defaults = {k: o.default for k, o in BLOCKS[s.block].options.items()}
             for key, value in s.opts.items():
                 allowed = choice.options.get(key, (defaults[key],))
-                # an option the block ignores here was reset to its default by normalisation
-                if value not in allowed and value != defaults[key]:
+                # an option the block ignores here (reset to its default by normalisation) is
+                # not asked by suggest, so any space value stands for it
+                if not _option_matters(s.block, s.opts, key, allowed + (value,), s.sample_rate):
+                    continue
+                if value not in allowed:
                     raise ConfigError(f"{where}: {s.block} option {key}={value!r} is not "
                                       f"among {list(allowed)}")
                 if len(allowed) > 1:
-                    params[f"{p}.{s.block}.{key}"] = value if value in allowed else allowed[0]
+                    params[f"{p}.{s.block}.{key}"] = value
             uses_heads = BLOCKS[s.block].uses_heads
             if st.width is not None:
                 take(f"{p}.width", st.width, s.width)
@@ -538,7 +546,8 @@ class SearchSpace:
 
     # -- describing --------------------------------------------------------------------------
     def size(self) -> int | None:
-        """Number of distinct parameter combinations (None if a float range makes it infinite)."""
+        """Number of distinct parameter combinations, counting block options only where they
+        change the network (None if a float range makes it infinite)."""
         total = len(self.resolution)
         seen_hd: set[str] = set()
         for st in self.stages:
@@ -551,11 +560,10 @@ class SearchSpace:
                         if v is None:
                             return None
                         n *= len(v)
-                if b.name in SAMPLED_BLOCKS:
-                    v = st.sample_rate.values()
-                    if v is None:
-                        return None
-                    n *= len(v)
+                rates = st.sample_rate.values() if b.name in SAMPLED_BLOCKS else [1]
+                if rates is None:
+                    return None
+                n *= sum(_distinct_options(b, r) for r in rates)
                 if BLOCKS[b.name].uses_heads or st.width is None:
                     for dom, name in ((st.heads, "h"), (st.head_dim, _hd_name(st))):
                         if dom is None or name in seen_hd:
@@ -563,8 +571,6 @@ class SearchSpace:
                         if name == "head_dim":
                             seen_hd.add(name)
                         n *= len(dom.values() or [0])
-                for values in b.options.values():
-                    n *= len(values)
                 n_stage += n
             total *= n_stage
         return total
@@ -594,6 +600,24 @@ class SearchSpace:
         for k, v in self.constraints.to_dict().items():
             out.append((f"constraint {k}", str(v)))
         return out
+
+
+def _option_matters(block: str, chosen: dict[str, Any], key: str, values: Any,
+                    sample_rate: int) -> bool:
+    """Whether ``key`` changes the network given the other options and the sample rate (e.g. a
+    sampler at rate 1, or LocalAgg's kernel with LSA): a parameter that changes nothing is not
+    asked, so samplers never spend trials on architectures that are the same network."""
+    spec = BLOCKS[block]
+    return len({spec.normalise({**chosen, key: v}, sample_rate)[key] for v in values}) > 1
+
+
+def _distinct_options(choice: BlockChoice, sample_rate: int) -> int:
+    """How many different option sets ``choice`` gives at ``sample_rate`` after normalisation."""
+    spec = BLOCKS[choice.name]
+    keys = list(choice.options)
+    combos = itertools.product(*(choice.options[k] for k in keys))
+    return len({tuple(sorted(spec.normalise(dict(zip(keys, c)), sample_rate).items()))
+                for c in combos})
 
 
 def _hd_name(st: StageSpace) -> str:

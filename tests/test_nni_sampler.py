@@ -140,12 +140,23 @@ def _single_and_weighted(seed: int) -> tuple[tuple, tuple]:
     return runs[0], runs[1]
 
 
+def _late_mean(sampler: dict, seeds: range) -> float:
+    """Mean toy reward of trials 18-35, over ``seeds``, with ``_reward`` as the one objective."""
+    total = 0.0
+    for seed in seeds:
+        recipe = _recipe(sampler, ["accuracy"])
+        study = optuna.create_study(direction="maximize", sampler=make_sampler(recipe, seed=seed))
+        rewards = [_reward(c) for c in _drive(study, recipe, 36, lambda t, cfg: _reward(cfg) / 4)]
+        total += sum(rewards[18:]) / 18
+    return total / len(seeds)
+
+
 def test_evolution_uses_the_feedback_and_is_reproducible(nni):
-    (rewards, params), (_, params2) = _single_and_weighted(seed=1)
-    # 6 random individuals, then evolution: the second half scores far above them
-    # (random sampling averages 2 of 4; over seeds 0-11 the second half averages 3.5)
-    initial, late = sum(rewards[:6]) / 6, sum(rewards[18:]) / 18
-    assert late >= 3.0 and late >= initial + 1.0, rewards
+    # 6 random individuals, then evolution: the second half scores far above random sampling
+    # (over seeds 0-7: 3.3 of 4 against 2.1; one seed alone can be unlucky, hence four)
+    evolved = _late_mean({"name": "nni-evolution", "population_size": 6}, range(4))
+    assert evolved >= _late_mean({"name": "random"}, range(4)) + 0.8
+    (_, params), (_, params2) = _single_and_weighted(seed=1)
     # two objectives signed by direction, weighted [0, 1]: exactly the single-objective run
     assert params2 == params
     # and the same seed proposes the same architectures again

@@ -45,6 +45,34 @@ def test_presets_lie_inside_edgevit_space():
         assert space.suggest(trial).hash == cfg.hash
 
 
+def test_options_that_change_nothing_are_not_asked():
+    """A sampler at sample rate 1, or LocalAgg's kernel under LSA, would only make the search
+    train the same network twice under two names."""
+    space = SearchSpace.load(SPACES / "edgevit-ablations.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_rate1 = seen_lsa = 0
+    for _ in range(60):
+        trial = study.ask()
+        cfg = space.suggest(trial, num_classes=10)
+        for i, st in enumerate(cfg.stages, 1):
+            asked = {k.split(".")[-1] for k in trial.params if k.startswith(f"stage{i}.lgl.")}
+            if st.block != "lgl":
+                continue
+            if st.sample_rate == 1:
+                seen_rate1 += 1
+                assert not asked & {"sampler", "local_prop"}, (i, trial.params)
+            if st.opts["local_agg"] == "lsa":
+                seen_lsa += 1
+                assert "agg_kernel" not in asked, (i, trial.params)
+            else:
+                assert "window" not in asked, (i, trial.params)
+        # params_for gives exactly the asked parameters, and they rebuild the same network
+        assert space.params_for(cfg) == {k: v for k, v in trial.params.items()}
+        assert space.suggest(optuna.trial.FixedTrial(trial.params), num_classes=10).hash == cfg.hash
+        study.tell(trial, 0.0)
+    assert seen_rate1 and seen_lsa  # the space exercised both cases
+
+
 def test_outside_configs_are_rejected_with_reason():
     space = SearchSpace.load(SPACES / "edgevit.yaml")
     deep = PRESETS["edgevit_xxs"].with_stage(2, depth=12)
@@ -106,6 +134,17 @@ def test_size_and_rows():
     ], "resolution": 64})
     assert space.size() == 4
     assert ("stage1.depth", "{1, 2}") in space.rows()
+    # options count only where they change the network: the sampler at rate 2, not at rate 1
+    sparse = SearchSpace.from_dict({"stages": [
+        {"depth": 1, "width": 32, "block": {"lgl": {"sampler": ["pick", "avg"]}},
+         "sample_rate": [1, 2]},
+        {"depth": 1, "width": 64, "block": "lgl"},
+        {"depth": 1, "width": 64, "block": {"lgl": {"local_agg": ["conv", "lsa"],
+                                                   "agg_kernel": [3, 5]}}, "sample_rate": 2},
+        {"depth": 1, "width": 64, "block": "lgl"},
+    ], "resolution": 64})
+    # rate 1 | rate 2 x 2 samplers; conv x 2 kernels | lsa (no kernel)
+    assert sparse.size() == (1 + 2) * (2 + 1)
 
 
 @pytest.mark.parametrize(
