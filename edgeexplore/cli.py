@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from . import interrupts
 from .errors import EdgeExploreError
 
 #: command modules; each defines ``COMMANDS``, a list of click commands
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="edgeexplore", standalone_mode=False)
+        with interrupts.guard():
+            cli.main(args=args, prog_name="edgeexplore", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.Abort:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import interrupts
 from .data import DataBundle, TensorSplit, augment_batch, normalise_batch
 from .data.bundle import num_batches
 from .errors import ConfigError, EdgeExploreError
@@ -412,6 +413,7 @@ def train_proxy(
                 device=device,
             )
             for x, y in batches:
+                interrupts.check()  # a Ctrl-C swallowed by a finaliser still stops the run
                 if recipe.augment:
                     x = augment_batch(x, data.crop_padding, data.hflip, generator)
                 x = normalise_batch(x, mean, inv_std, cl)

@@ -40,7 +40,7 @@ import optuna
 from sqlalchemy import and_, delete, event, func, not_, select, update
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from . import db, store
+from . import db, interrupts, store
 from .config import PRESETS, ArchConfig
 from .errors import ConfigError, EdgeExploreError, reject_unknown_keys
 from .recipe import Objective, StudyRecipe
@@ -541,7 +541,8 @@ def _spawn_worker(ctx: _Context, queue: Any) -> None:
 
     ctx.report = report
     try:
-        _worker(ctx)
+        with interrupts.guard():
+            _worker(ctx)
         queue.put(("done", ctx.worker))
     except KeyboardInterrupt:
         queue.put(("interrupted", ctx.worker))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 import torch
 from torch import nn
 
+from edgeexplore import interrupts
 from edgeexplore.data import load_data
 from edgeexplore.errors import ConfigError, EdgeExploreError
 from edgeexplore.proxy import (
@@ -231,3 +236,20 @@ def test_should_stop_against_completed_curves():
     # a dip after a good epoch does not stop the trial: its best so far counts
     on_epoch = early_stopper(long, quantile=0.25)
     assert on_epoch(1, 0.6) is True and on_epoch(2, 0.2) is True
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_ctrl_c_swallowed_by_a_finaliser_still_stops_training(data):
+    """CPython ignores a KeyboardInterrupt raised inside __del__ or a weakref callback; the
+    remembered Ctrl-C must still stop the next training step instead of the whole run."""
+
+    class Finaliser:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs here, and its exception is ignored
+
+    with interrupts.guard():
+        Finaliser()  # collected at once: "Exception ignored in ... __del__"
+        with pytest.raises(KeyboardInterrupt):
+            train_proxy(tiny_cnn(), data, FAST, progress=False)
+    interrupts.check()  # leaving the guard forgets the request
