@@ -91,6 +91,22 @@ def test_builtin_variants_change_the_sparse_stages_only():
         get_component("nonsense")
 
 
+@pytest.mark.parametrize("component", ["local-agg", "sampler"])
+def test_ablated_depths_only_keeps_the_other_stages(component, real_cost):
+    """The paper's protocol: only the ablated stages (sample rate > 1) change depth."""
+    plain = AblationSettings(component=component, quick=True)
+    strict = AblationSettings(component=component, quick=True, ablated_depths_only=True)
+    a, b = (plan_ablation(s, cost=real_cost, num_classes=QUICK_CLASSES) for s in (plain, strict))
+    assert a.settings_key != b.settings_key  # a separate ablation in the store
+    moved_stage4 = False
+    for pv in b.variants:
+        assert pv.arch.depths[3] == pv.match.start.depths[3], pv.variant.name
+        assert abs(pv.match.flops / b.target - 1) <= 0.03, pv.variant.name
+    for pv in a.variants:
+        moved_stage4 |= pv.arch.depths[3] != pv.match.start.depths[3]
+    assert moved_stage4  # without the option, the quick baseline deepens stage 4 (1,1,1,2)
+
+
 def test_variant_yaml(tmp_path):
     comp = load_component("studies/ablations/example.yaml")
     assert comp.name == "agg-kernel" and comp.baseline.name == "kernel 5 (official)"

@@ -206,10 +206,18 @@ def _linear_model(cfg: ArchConfig, cost: CostFn) -> _Linear:
     return _Linear(round(f0), tuple(per_block))
 
 
-def depth_bounds(base_depths: tuple[int, ...], max_depth: int | None = None) -> list[range]:
-    """Depths searched per stage: 1 .. 2·base+2 (capped at ``max_depth`` when given)."""
+def depth_bounds(
+    base_depths: tuple[int, ...],
+    max_depth: int | None = None,
+    stages: tuple[int, ...] | None = None,
+) -> list[range]:
+    """Depths searched per stage: 1 .. 2·base+2 (capped at ``max_depth`` when given); a stage
+    not in ``stages`` (0-based; None = every stage) keeps its depth."""
     out = []
-    for d in base_depths:
+    for i, d in enumerate(base_depths):
+        if stages is not None and i not in stages:
+            out.append(range(d, d + 1))
+            continue
         hi = 2 * d + 2
         if max_depth is not None:
             hi = min(hi, max(max_depth, d))
@@ -267,9 +275,12 @@ def match_flops(
     *,
     allow_widths: bool = True,
     max_depth: int | None = None,
+    depth_stages: tuple[int, ...] | None = None,
     name: str = "the variant",
 ) -> MatchResult:
     """Adjust ``cfg``'s depths (then widths) so its FLOPs are within ``tolerance`` of ``target``.
+
+    ``depth_stages`` (0-based) limits which stages may change depth (None = all of them).
 
     Raises :class:`EdgeExploreError` naming the closest reachable FLOPs when nothing fits.
     """
@@ -279,7 +290,7 @@ def match_flops(
         raise ConfigError(f"tolerance must be between 0 and 1 (e.g. 0.03), not {tolerance}")
     cost = cost if isinstance(cost, CachedCost) else CachedCost(cost)
     start_cost = cost(cfg)
-    bounds = depth_bounds(cfg.depths, max_depth)
+    bounds = depth_bounds(cfg.depths, max_depth, depth_stages)
     widths_list = width_candidates(cfg) if allow_widths else [cfg.widths]
     considered = 0
     reach_lo = reach_hi = None
@@ -309,6 +320,8 @@ def match_flops(
         reach_lo = low if reach_lo is None else min(reach_lo, low)
         reach_hi = high if reach_hi is None else max(reach_hi, high)
     what = "depths or widths" if allow_widths else "depths (widths were not allowed to change)"
+    if depth_stages is not None:
+        what += f" with depths changing only in stages {', '.join(str(i + 1) for i in depth_stages)}"
     reach = ""
     if reach_lo is not None:
         reach = f" (reachable: {format_flops(reach_lo)} to {format_flops(reach_hi)})"

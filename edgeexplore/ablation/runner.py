@@ -88,6 +88,9 @@ class AblationSettings:
     storage: str | None = None
     quick: bool = False
     allow_widths: bool = True
+    #: change depths only in the stages the variants change (the paper's protocol scales the
+    #: ablated stages; by default any stage may change, which lands closer to the budget)
+    ablated_depths_only: bool = False
 
 
 @dataclass
@@ -116,6 +119,7 @@ class Plan:
     backend: str | None
     quick: bool
     allow_widths: bool = True
+    ablated_depths_only: bool = False
     cost_calls: int = 0
 
     @property
@@ -125,6 +129,8 @@ class Plan:
                 "component": self.component.name,
                 "variants": [v.to_dict() for v in self.component.variants],
                 "allow_widths": self.allow_widths,
+                # only when set, so ablations stored before the option keep their names
+                **({"ablated_depths_only": True} if self.ablated_depths_only else {}),
                 "base": self.base.to_dict(),
                 "target": self.target,
                 "tolerance": self.tolerance,
@@ -232,6 +238,7 @@ def plan_ablation(
         backend=backend,
         quick=q,
         allow_widths=settings.allow_widths,
+        ablated_depths_only=settings.ablated_depths_only,
     )
     known = stored(plan) if stored is not None else {}
     cached = cost if isinstance(cost, CachedCost) else CachedCost(cost)
@@ -245,6 +252,7 @@ def plan_ablation(
                 settings.tolerance,
                 cached,
                 allow_widths=settings.allow_widths,
+                depth_stages=v.changed_stages(base) if settings.ablated_depths_only else None,
                 name=f"variant {v.name!r}",
             )
         plan.variants.append(PlannedVariant(v, m))

@@ -46,6 +46,10 @@ class Variant:
             return self.stages
         return tuple(i for i, s in enumerate(base.stages) if s.sample_rate > 1)
 
+    def changed_stages(self, base: ArchConfig) -> tuple[int, ...]:
+        """Every stage this variant's changes touch (0-based, sorted)."""
+        return tuple(sorted(set(self.target_stages(base)) | set(self.stage_changes)))
+
     def apply(self, base: ArchConfig) -> ArchConfig:
         """The base with this variant's changes (depths and widths still the base's)."""
         cfg = base

@@ -147,6 +147,12 @@ COMPONENT_HELP = (
     help="Match by depth only (error if depths alone cannot reach the budget).",
 )
 @click.option(
+    "--ablated-depths-only",
+    is_flag=True,
+    help="Change depths only in the stages the variants change (the paper scales the ablated "
+    "stages); by default any stage's depth may change.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
@@ -184,6 +190,7 @@ def ablate(
     quick,
     match_only,
     no_widths,
+    ablated_depths_only,
     fmt,
     output,
     progress,
@@ -220,6 +227,7 @@ def ablate(
         storage=storage,
         quick=quick,
         allow_widths=not no_widths,
+        ablated_depths_only=ablated_depths_only,
     )
     err = _console(stderr=True)
     if match_only:
