@@ -94,6 +94,7 @@ TABLE_MODULES: list[str] = [
     "edgeexplore.store",
     "edgeexplore.latency.cache",
     "edgeexplore.ablation.tables",
+    "edgeexplore.preset_trainings",
 ]
 
 

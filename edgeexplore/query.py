@@ -671,7 +671,8 @@ def preset_points(
                     values["energy_mj"] = float(m.energy_j["median_j"]) * 1e3
         if "accuracy" in need:
             if train:
-                values["accuracy"] = _train_preset(cfg, studies, storage)
+                values["accuracy"], how = _train_preset(name, cfg, studies, storage)
+                notes.append(how)
             else:
                 notes.append("accuracy not trained (use --train-presets)")
         out.append(ReferencePoint(name, values, "; ".join(notes)))
@@ -730,18 +731,27 @@ def _measure_preset(cfg: Any, backend: str, studies: Sequence[str], storage: str
                         **settings)
 
 
-def _train_preset(cfg: Any, studies: Sequence[str], storage: str | None) -> float:
-    """Proxy-train a preset with the study's stored recipe, data and seed (as a trial is)."""
+def _train_preset(name: str, cfg: Any, studies: Sequence[str], storage: str | None
+                  ) -> tuple[float, str]:
+    """Proxy-train a preset with the study's stored recipe, data and seed (as a trial is), or
+    reuse the accuracy of an earlier such training; returns the accuracy and how it was got."""
+    from .preset_trainings import PresetTraining, find
+
     engine = open_store(storage)
     with engine.connect() as conn:
         row = conn.execute(
-            select(T.study, T.recipe, T.seed).where(
+            select(T.study, T.recipe, T.seed, T.train_key).where(
                 T.study.in_(list(studies)), T.state == COMPLETE, T.recipe.is_not(None))
             .order_by(T.id.desc()).limit(1)
         ).first()
     if row is None:
         raise EdgeExploreError(
             "--train-presets needs a study with a stored proxy recipe (complete trials)")
+    url = engine.url.render_as_string(hide_password=False)
+    with db.session_scope(url) as s:
+        done = find(s, cfg.hash, row[3])
+        if done is not None:
+            return done.accuracy, f"accuracy trained earlier with study {done.study}'s recipe"
     study_recipe = _optuna_study_attrs(engine).get(row[0], {}).get("recipe") or {}
     data = study_recipe.get("data") or {}
     if not data.get("spec"):
@@ -757,7 +767,11 @@ def _train_preset(cfg: Any, studies: Sequence[str], storage: str | None) -> floa
     seed_everything(seed)  # the same initial weights a trial with this seed gets
     model = build(proxy.arch_for(cfg.replace(num_classes=bundle.num_classes)))
     result = train_proxy(model, bundle, proxy, seed=seed, progress=True)
-    return float(result.accuracy)
+    with db.session_scope(url) as s:
+        s.add(PresetTraining(preset=name, arch_hash=cfg.hash, train_key=row[3], study=row[0],
+                             accuracy=float(result.accuracy), curve=json.dumps(result.curve),
+                             train_seconds=float(result.train_seconds)))
+    return float(result.accuracy), f"accuracy trained now with study {row[0]}'s recipe"
 
 
 def trial_summaries(ids: Sequence[int], storage: str | None = None) -> dict[int, TrialSummary]:

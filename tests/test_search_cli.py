@@ -112,6 +112,39 @@ def test_optuna_cli_and_dashboard_read_the_same_store(tmp_path):
     assert sorted(tuple(t["values"]) for t in detail["trials"]) == ours
 
 
+def test_trained_presets_are_kept_for_the_next_plot(tmp_path, monkeypatch):
+    """pareto --train-presets trains a preset with the study's recipe once, then reuses it."""
+    from edgeexplore import proxy, query
+
+    recipe, db = _recipe(tmp_path), tmp_path / "ee.db"
+    assert _search(str(recipe), "--budget", "1", "--storage", str(db)) == 0
+    real, calls = proxy.train_proxy, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(proxy, "train_proxy", counted)
+    points = []
+    for _ in range(2):
+        result = query.pareto_front("tiny", "accuracy:max,flops:min", storage=str(db),
+                                    presets=["edgevit_xxs"], train_presets=True)
+        (ref,) = result.references
+        points.append(ref)
+    assert len(calls) == 1  # the second plot reused the first training
+    assert points[0].values["accuracy"] == points[1].values["accuracy"] is not None
+    assert "trained now with study tiny" in points[0].note
+    assert "trained earlier with study tiny" in points[1].note
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("SELECT preset, study FROM preset_trainings").fetchall() == [
+            ("edgevit_xxs", "tiny")]
+        # not a trial of the study
+        assert con.execute("SELECT count(*) FROM trial_results").fetchone()[0] == 1
+    finally:
+        con.close()
+
+
 def _wait_for_running(db: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
