@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -23,6 +24,11 @@ from .errors import EdgeExploreError
 DEFAULT_URL = "sqlite:///edgeexplore.db"
 #: seconds a writer waits for another process's transaction before giving up
 BUSY_TIMEOUT_S = 60
+
+
+def utcnow() -> datetime:
+    """Naive UTC "now", the form every timestamp column of ours stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):

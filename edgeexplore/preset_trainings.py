@@ -15,7 +15,6 @@ from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint,
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import db
-from .store import utcnow
 
 
 class PresetTraining(db.Base):
@@ -32,7 +31,7 @@ class PresetTraining(db.Base):
     accuracy: Mapped[float] = mapped_column(Float)
     curve: Mapped[str] = mapped_column(Text)  # JSON list of per-epoch dicts, as trial_results
     train_seconds: Mapped[float] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
 
 
 def find(session: Session, arch_hash: str, train_key: str) -> PresetTraining | None:

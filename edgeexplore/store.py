@@ -17,7 +17,7 @@ import platform
 import socket
 import subprocess
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -48,10 +48,6 @@ DIVERGED = "diverged"
 STATES = (RUNNING, COMPLETE, FAILED, INFEASIBLE, PRUNED, DIVERGED)
 #: states that used the training budget (infeasible trials are rejected before training)
 EVALUATED_STATES = (RUNNING, COMPLETE, FAILED, PRUNED, DIVERGED)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _json(value: Any) -> str | None:
@@ -104,7 +100,7 @@ class Architecture(db.Base):
     stage4_sample_rate: Mapped[int] = mapped_column(Integer)
     stage4_block: Mapped[str] = mapped_column(String(32))
     stage4_options: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
 
     trials: Mapped[list[TrialResult]] = relationship(back_populates="architecture")
 
@@ -139,7 +135,7 @@ class Environment(db.Base):
     cpu_count: Mapped[int | None] = mapped_column(Integer)
     device: Mapped[str] = mapped_column(String(256))  # "cpu" or the GPU's name
     details: Mapped[str] = mapped_column(Text)  # full JSON of the above plus extras
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
 
 
 class TrialResult(db.Base):
@@ -197,7 +193,7 @@ class TrialResult(db.Base):
     hostname: Mapped[str | None] = mapped_column(String(128))
     pid: Mapped[int | None] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
-    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     architecture: Mapped[Architecture | None] = relationship(back_populates="trials")

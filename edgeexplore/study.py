@@ -205,7 +205,7 @@ def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorag
     """Mark trials of dead workers failed in both stores; returns how many were recovered."""
     ostorage = ostorage or optuna_storage(url)
     host = socket.gethostname()
-    now = store.utcnow()
+    now = db.utcnow()
     recovered = 0
     with db.session_scope(url) as s:
         rows = s.scalars(select(TrialResult).where(TrialResult.study == study_name,
@@ -394,7 +394,7 @@ class _Heartbeat:
             try:
                 with db.session_scope(self.url) as s:
                     s.execute(update(TrialResult).where(TrialResult.id == self.row_id)
-                              .values(heartbeat_at=store.utcnow()))
+                              .values(heartbeat_at=db.utcnow()))
                 self.ostorage.record_heartbeat(self.trial_id)
             except Exception:  # noqa: BLE001, S110 - a missed beat only delays stale detection
                 pass
@@ -422,7 +422,7 @@ def _reserve(url: str, name: str, target: int | None, env_id: int, recipe: Study
             data=recipe.data + (f" subset={recipe.subset}" if recipe.subset else ""),
             recipe=json.dumps(recipe.proxy, sort_keys=True), train_key=tkey,
             environment_id=env_id, hostname=socket.gethostname(), pid=os.getpid(),
-            heartbeat_at=store.utcnow(),
+            heartbeat_at=db.utcnow(),
         )
         s.add(row)
         s.flush()

@@ -40,7 +40,7 @@ class TrialRunner:
         """Finish a row without results (failures, interruptions)."""
         with db.session_scope(self.url) as s:
             s.execute(update(TrialResult).where(TrialResult.id == row_id).values(
-                state=state, reason=reason, finished_at=store.utcnow()))
+                state=state, reason=reason, finished_at=db.utcnow()))
 
     def _data(self, cfg: ArchConfig):
         from .data import load_data
@@ -215,7 +215,7 @@ class TrialRunner:
             latency_cv=float(m.cv) if m is not None else None,
             resolution=f"{cfg.resolution[0]}x{cfg.resolution[1]}" if cfg else None,
             metrics=json.dumps(metrics, sort_keys=True, default=str),
-            finished_at=store.utcnow(), heartbeat_at=store.utcnow(),
+            finished_at=db.utcnow(), heartbeat_at=db.utcnow(),
             **{k: round(v, 6) for k, v in timings.items()},
         )
         if trained is not None:

@@ -294,7 +294,7 @@ def _register(session: Session, plan: Plan, name: str) -> int:
         session.flush()
     row.seeds = as_json(plan.seeds)
     row.status = "running"
-    row.updated_at = _now()
+    row.updated_at = db.utcnow()
     existing = {v.name: v for v in row.variants}
     for pos, pv in enumerate(plan.variants):
         m = pv.match
@@ -366,12 +366,6 @@ def _stored_matches(url: str, name: str, plan: Plan) -> dict[str, MatchResult]:
                 0,
             )
     return out
-
-
-def _now():
-    from ..store import utcnow
-
-    return utcnow()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -449,7 +443,7 @@ def run_ablation(
 
         row = s.get(Ablation, ablation_id)
         row.status = "complete"
-        row.updated_at = _now()
+        row.updated_at = db.utcnow()
     report = load_report(name, url, seeds=plan.seeds)
     report.reused, report.trained, report.total = reused, trained, total
     return report
@@ -557,7 +551,7 @@ def _run_all(plan, ablation_id, url, data, recipe_obj, echo, progress) -> tuple[
                 else:
                     tr = link.result
                 _fill_run(tr, plan, pv, key, latency_ms)
-                tr.state, tr.reason, tr.started_at = RUNNING, None, _now()
+                tr.state, tr.reason, tr.started_at = RUNNING, None, db.utcnow()
                 tr_id = tr.id
             echo(
                 f"[{done}/{total}] {pv.variant.name} seed {seed}: training "
@@ -566,7 +560,7 @@ def _run_all(plan, ablation_id, url, data, recipe_obj, echo, progress) -> tuple[
             state, result, reason = _train_one(arch, data, recipe_obj, seed, progress, tr_id, url)
             with db.session_scope(url) as s:
                 tr = s.get(TrialResult, tr_id)
-                tr.state, tr.reason, tr.finished_at = state, reason, _now()
+                tr.state, tr.reason, tr.finished_at = state, reason, db.utcnow()
                 if result is not None:
                     curve = _jsonable(result.curve)
                     tr.accuracy = float(result.accuracy)
@@ -598,7 +592,7 @@ def _fill_run(tr: Any, plan: Plan, pv: PlannedVariant, key: str, latency_ms: flo
     tr.resolution = f"{plan.resolution[0]}x{plan.resolution[1]}"
     tr.recipe = json.dumps(plan.recipe, sort_keys=True)
     tr.train_key = key
-    tr.hostname, tr.pid, tr.heartbeat_at = socket.gethostname(), os.getpid(), _now()
+    tr.hostname, tr.pid, tr.heartbeat_at = socket.gethostname(), os.getpid(), db.utcnow()
     session = Session.object_session(tr)
     if session is not None:
         tr.environment_id = get_or_create_environment(session).id
@@ -624,7 +618,7 @@ def _copy_result(prev: Any, study: str) -> Any:
     ]
     copy = TrialResult(**{c: getattr(prev, c) for c in cols})
     copy.study, copy.reused_from = study, prev.id
-    copy.started_at = copy.finished_at = _now()
+    copy.started_at = copy.finished_at = db.utcnow()
     return copy
 
 
@@ -645,7 +639,7 @@ def _train_one(arch, data, recipe, seed, progress, tr_id, url):
         # Ctrl-C or a crash: say so in the store (the run is retried on the next invocation).
         with db.session_scope(url) as s:
             tr = s.get(TrialResult, tr_id)
-            tr.state, tr.reason, tr.finished_at = FAILED, "interrupted", _now()
+            tr.state, tr.reason, tr.finished_at = FAILED, "interrupted", db.utcnow()
         raise
     status = getattr(result, "status", "complete")
     if status == "diverged":

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .. import db
-from ..store import TrialResult, utcnow
+from ..store import TrialResult
 
 #: trial_results.study of an ablation's runs
 STUDY_PREFIX = "ablation:"
@@ -57,8 +57,8 @@ class Ablation(db.Base):
     #: hash of everything above except the seeds: the same name with other settings is an error
     settings_key: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="running")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
 
     variants: Mapped[list[AblationVariant]] = relationship(
         back_populates="ablation",
@@ -117,7 +117,7 @@ class AblationRun(db.Base):
     seed: Mapped[int] = mapped_column(Integer)
     trial_result_id: Mapped[int] = mapped_column(ForeignKey("trial_results.id"))
     reused: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
 
     variant: Mapped[AblationVariant] = relationship(back_populates="runs")
     result: Mapped[TrialResult] = relationship()

@@ -13,7 +13,7 @@ instead of architecture hash), so the table grows across studies and survives re
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, delete, select
@@ -23,10 +23,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .. import db
 from ..errors import EdgeExploreError
 from .base import Measurement, device_fingerprint, settings_json
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def shape_str(shape: tuple[int, ...]) -> str:
@@ -63,7 +59,7 @@ class LatencyMeasurement(db.Base):
     energy_median_j: Mapped[float | None] = mapped_column(Float)
     samples_ms: Mapped[str] = mapped_column(Text)  # JSON list
     record: Mapped[str] = mapped_column(Text)  # the full Measurement.to_dict() as JSON
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
 
 
 class LutUnit(db.Base):
@@ -87,7 +83,7 @@ class LutUnit(db.Base):
     p90_ms: Mapped[float] = mapped_column(Float)
     cv: Mapped[float] = mapped_column(Float)
     count: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
 
 
 class LutCalibration(db.Base):
@@ -107,7 +103,7 @@ class LutCalibration(db.Base):
     device_fingerprint: Mapped[str] = mapped_column(String(16))
     unit_sum_ms: Mapped[float] = mapped_column(Float)
     measured_ms: Mapped[float] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
 
 
 def _short_device(device: dict[str, Any]) -> str:
