@@ -9,17 +9,20 @@ reader (``trials list``, optuna-dashboard) can share the file without "database 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from .errors import EdgeExploreError
+
+T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///edgeexplore.db"
 #: seconds a writer waits for another process's transaction before giving up
@@ -82,9 +85,45 @@ def get_engine(url: str | None = None) -> Engine:
             event.listen(engine, "connect", _sqlite_pragmas)
         # Import every module that defines tables so create_all sees them all.
         _import_table_modules()
-        Base.metadata.create_all(engine)
+        _create_tables(engine)
         _engines[url] = engine
     return engine
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create our missing tables."""
+    created_concurrently(lambda: Base.metadata.create_all(engine))
+
+
+def created_concurrently(create: Callable[[], T]) -> T:
+    """Run a schema-creating ``create``, tolerating another process creating the same schema.
+
+    Two searches started together on a new file both see a table missing and both issue
+    CREATE TABLE (Optuna also both insert its schema version); the loser's "already exists" or
+    duplicate version row only means the schema is there now, so look again.
+    """
+    for attempt in range(5):
+        try:
+            return create()
+        except (OperationalError, IntegrityError) as e:
+            raced = isinstance(e, IntegrityError) or "already exists" in str(e.orig)
+            if not raced or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def add_once(session: Session, row: Base, **key: object) -> Base:
+    """Insert ``row``, or return the row another process stored first under the same unique ``key``.
+
+    A look-up followed by an insert races with other workers doing the same; the insert runs in
+    a savepoint so that losing the race rolls back only the insert, not the caller's transaction.
+    """
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return session.scalars(select(type(row)).filter_by(**key)).one()
+    return row
 
 
 def _import_table_modules() -> None:

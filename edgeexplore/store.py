@@ -251,7 +251,7 @@ def upsert_architecture(session: Session, cfg: ArchConfig, cost: Any | None = No
             widths=",".join(map(str, cfg.widths)),
             **_stage_columns(cfg),
         )
-        session.add(row)
+        row = db.add_once(session, row, hash=cfg.hash)
     if cost is not None and row.flops is None:
         row.params = int(cost.params)
         row.flops = int(cost.flops)
@@ -331,9 +331,8 @@ def get_or_create_environment(session: Session, info: dict[str, Any] | None = No
     fp = hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
     row = session.scalar(select(Environment).where(Environment.fingerprint == fp))
     if row is None:
-        row = Environment(fingerprint=fp, details=_json(info), **info)
-        session.add(row)
-        session.flush()
+        row = db.add_once(session, Environment(fingerprint=fp, details=_json(info), **info),
+                          fingerprint=fp)
     return row
 
 

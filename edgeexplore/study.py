@@ -164,9 +164,9 @@ def optuna_storage(url: str) -> optuna.storages.RDBStorage:
         kwargs["connect_args"] = {"timeout": db.BUSY_TIMEOUT_S}
     try:
         with _quiet_optuna():
-            ostorage = optuna.storages.RDBStorage(
+            ostorage = db.created_concurrently(lambda: optuna.storages.RDBStorage(
                 url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            )
+            ))
     except (DatabaseError, OperationalError) as e:
         raise EdgeExploreError(f"cannot open the store {url}: {_db_reason(e)}") from None
     if url.startswith("sqlite"):

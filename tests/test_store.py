@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import func, select
 
 from edgeexplore import db, store
 from edgeexplore.config import PRESETS
 from edgeexplore.errors import EdgeExploreError
-from edgeexplore.study import Budget, parse_budget
+from edgeexplore.study import Budget, optuna_storage, parse_budget
 
 
 def _cost(params: int, flops: int) -> SimpleNamespace:
@@ -79,6 +81,48 @@ def test_environment_is_deduplicated(url):
         assert e1.id == e2.id
         info = store.describe_environment()
         assert info["git_revision"] is None or len(info["git_revision"]) == 40
+
+
+def test_losing_an_insert_race_returns_the_winners_row(url):
+    """Two workers look up the same environment and architecture, find nothing, both insert."""
+    xxs = PRESETS["edgevit_xxs"]
+    with db.session_scope(url) as loser:
+        assert loser.scalar(select(store.Environment)) is None  # looked: nothing there yet
+        with db.session_scope(url) as winner:  # meanwhile another process stores both rows
+            won = store.get_or_create_environment(winner)
+            store.upsert_architecture(winner, xxs, _cost(4_000_000, 560_000_000))
+        env = db.add_once(loser, store.Environment(fingerprint=won.fingerprint, details="{}"),
+                          fingerprint=won.fingerprint)
+        arch = db.add_once(loser, store.Architecture(hash=xxs.hash), hash=xxs.hash)
+        loser.add(store.TrialResult(study="s", number=0, arch_hash=arch.hash, state=store.COMPLETE,
+                                    seed=0, environment_id=env.id))
+    assert env.id == won.id and arch.params == 4_000_000  # the winner's rows, not a crash
+    with db.session_scope(url) as s:  # and the loser's own transaction still committed
+        assert s.scalar(select(func.count()).select_from(store.TrialResult)) == 1
+        assert s.scalar(select(func.count()).select_from(store.Environment)) == 1
+
+
+def _open_store_and_record_environment(url: str, barrier, results) -> None:
+    barrier.wait(timeout=60)  # every process imported and ready: leave the starting line together
+    with db.session_scope(url) as s:  # our tables, then the environment row
+        env_id = store.get_or_create_environment(s).id
+    barrier.wait(timeout=60)  # and again for Optuna's schema
+    optuna_storage(url)
+    results.put(env_id)
+
+
+def test_processes_opening_a_new_store_together_all_succeed(tmp_path):
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_open_store_and_record_environment, args=(url, barrier, results))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 4  # no process lost the race with an error
+    assert sorted(results.get(timeout=5) for _ in procs) == [1] * 4
 
 
 def test_trials_dataframe(url):
