@@ -768,9 +768,11 @@ def _train_preset(name: str, cfg: Any, studies: Sequence[str], storage: str | No
     model = build(proxy.arch_for(cfg.replace(num_classes=bundle.num_classes)))
     result = train_proxy(model, bundle, proxy, seed=seed, progress=True)
     with db.session_scope(url) as s:
-        s.add(PresetTraining(preset=name, arch_hash=cfg.hash, train_key=row[3], study=row[0],
-                             accuracy=float(result.accuracy), curve=json.dumps(result.curve),
-                             train_seconds=float(result.train_seconds)))
+        db.add_once(s, PresetTraining(preset=name, arch_hash=cfg.hash, train_key=row[3],
+                                      study=row[0], accuracy=float(result.accuracy),
+                                      curve=json.dumps(result.curve),
+                                      train_seconds=float(result.train_seconds)),
+                    arch_hash=cfg.hash, train_key=row[3])
     return float(result.accuracy), f"accuracy trained now with study {row[0]}'s recipe"
 
 
