@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +79,7 @@ def test_bad_arguments():
 
 
 def test_synthetic_is_deterministic_balanced_and_seeded():
-    started = time.perf_counter()
     a = load_data("synthetic:classes=6,train=600,val=120", seed=3)
-    elapsed = time.perf_counter() - started
     clear_memory_cache()
     b = load_data("synthetic:classes=6,train=600,val=120", seed=3)
     c = load_data("synthetic:classes=6,train=600,val=120", seed=4)
@@ -95,7 +92,6 @@ def test_synthetic_is_deterministic_balanced_and_seeded():
     assert not torch.equal(a.train.images[:120], a.val.images)
     assert a.num_classes == 6 and a.class_names[:2] == ["hstripes-disc", "hstripes-ring"]
     assert a.hflip is False  # a flip turns diagonal stripes into anti-diagonal ones: another class
-    assert elapsed < 10  # ~3,000 images/s on one core, with margin for a busy machine
     # statistics are real: not all one colour, in a plausible range
     assert all(0.3 < m < 0.7 for m in a.mean) and all(0.15 < s < 0.45 for s in a.std)
 
