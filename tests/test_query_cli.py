@@ -188,6 +188,21 @@ def test_show(filled):
     assert [s["width"] for s in detail["stages"]] == list(r["cfg"].widths)
 
 
+def test_show_saves_the_architecture_for_reuse(filled, tmp_path):
+    r = complete(filled.rows, "alpha")[0]
+    path = tmp_path / "best.json"
+    res = run("trials", "show", str(r["id"]), "--storage", filled.url, "--save-config", str(path))
+    assert res.exit_code == 0, res.output
+    saved = ArchConfig.load(path)
+    assert saved == r["cfg"] and saved.hash == r["cfg"].hash  # the very network the trial trained
+    res = run("measure", str(path), "--no-latency", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["hash"] == r["cfg"].hash
+    res = CliRunner().invoke(cli, ["trials", "show", str(r["id"]), "--storage", filled.url,
+                                   "--save-config", str(tmp_path / "no" / "such" / "dir.json")])
+    assert res.exit_code != 0 and "cannot write" in str(res.exception)
+
+
 def test_show_missing_trial(filled):
     res = CliRunner().invoke(cli, ["trials", "show", "99999", "--storage", filled.url])
     assert res.exit_code != 0 and "no trial with id 99999" in str(res.exception)

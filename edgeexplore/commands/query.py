@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,6 +19,7 @@ import numpy as np
 
 from .. import query
 from ..db import default_url
+from ..errors import EdgeExploreError
 from ..pareto import DISPLAY, ParetoResult, display, format_value
 
 STORAGE_HELP = "Database URL or SQLite path (default: $EDGEEXPLORE_STORAGE or edgeexplore.db)."
@@ -160,10 +162,15 @@ def trials_list(studies: tuple[str, ...], where: str | None, sort: str | None,
 @click.argument("trial_id", type=int)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
+@click.option("--save-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the trial's architecture as an ArchConfig JSON file (for "
+                   "`measure FILE`, `ArchConfig.load`, training it in full).")
 @storage_option
-def trials_show(trial_id: int, fmt: str, storage: str | None) -> None:
+def trials_show(trial_id: int, fmt: str, save_config: Path | None, storage: str | None) -> None:
     """Everything stored about one trial: stages, metrics, latency, curve, environment."""
     t = query.get_trial(trial_id, storage=storage)
+    if save_config is not None:
+        _save_config(t, save_config)
     if fmt == "json":
         click.echo(json.dumps(asdict(t), indent=1, default=str))
         return
@@ -229,6 +236,18 @@ def trials_show(trial_id: int, fmt: str, storage: str | None) -> None:
     if t.environment:
         con.print("environment: " + ", ".join(f"{k}={v}" for k, v in t.environment.items()
                                                 if v is not None))
+
+
+def _save_config(t: query.TrialDetail, path: Path) -> None:
+    from ..config import ArchConfig
+
+    if not t.config:
+        raise EdgeExploreError(f"trial {t.id} has no architecture to save ({t.state} before "
+                               "one was sampled)")
+    try:
+        path.write_text(ArchConfig.from_dict(t.config).to_json(indent=2) + "\n")
+    except OSError as e:
+        raise EdgeExploreError(f"cannot write {path}: {e.strerror}") from None
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
