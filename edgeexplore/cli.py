@@ -1,8 +1,8 @@
 """The ``edgeexplore`` command line: a click group whose commands live in ``edgeexplore.commands``.
 
 Every command is a thin wrapper over a library function. Errors that are the user's to fix
-(:class:`~edgeexplore.errors.EdgeExploreError`) print as one sentence and exit with status 1;
-``--debug`` shows the traceback of anything.
+(:class:`~edgeexplore.errors.EdgeExploreError`) and database failures print as one sentence and
+exit with status 1; ``--debug`` shows the traceback of anything.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import importlib
 import sys
 
 import click
+from sqlalchemy.exc import DatabaseError
 
 from . import interrupts
+from .db import error_reason
 from .errors import EdgeExploreError
 
 #: command modules; each defines ``COMMANDS``, a list of click commands
@@ -65,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         click.echo(f"Error: {e}", err=True)
+        return 1
+    except DatabaseError as e:  # e.g. a disk that filled up mid-write: the transaction rolled back
+        if debug:
+            raise
+        click.echo(f"Error: the database refused an operation: {error_reason(e)}", err=True)
         return 1
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

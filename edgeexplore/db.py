@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from .errors import EdgeExploreError
@@ -85,9 +85,19 @@ def get_engine(url: str | None = None) -> Engine:
             event.listen(engine, "connect", _sqlite_pragmas)
         # Import every module that defines tables so create_all sees them all.
         _import_table_modules()
-        _create_tables(engine)
+        try:
+            _create_tables(engine)
+        except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
+            engine.dispose()
+            raise EdgeExploreError(f"cannot open the store {url}: {error_reason(e)}") from None
         _engines[url] = engine
     return engine
+
+
+def error_reason(e: Exception) -> str:
+    """The first line of the database's own message (what a user can act on), not SQLAlchemy's."""
+    text = str(getattr(e, "orig", None) or e)
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _create_tables(engine: Engine) -> None:

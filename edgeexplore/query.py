@@ -75,7 +75,7 @@ def open_store(storage: str | None = None) -> Engine:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
     except DatabaseError as e:
-        raise EdgeExploreError(f"cannot read the database {url}: {e.orig}") from None
+        raise EdgeExploreError(f"cannot read the database {url}: {db.error_reason(e)}") from None
     if T.__tablename__ not in tables:  # pragma: no cover - get_engine creates it
         raise EdgeExploreError(f"{url} has no {T.__tablename__} table")
     return engine

@@ -243,6 +243,19 @@ def test_corrupt_database(tmp_path, capsys):
     assert db.read_bytes().startswith(b"this is not a database")  # left alone
 
 
+@pytest.mark.parametrize("command", [
+    ["ablate", "local-agg", "--quick"], ["ablation-show", "x"], ["trials", "list"], ["studies"],
+    ["pareto"], ["measure", "edgevit_xxs"],
+])
+def test_every_command_refuses_a_corrupt_database_in_one_line(tmp_path, capsys, command):
+    db = tmp_path / "junk.db"
+    db.write_bytes(b"this is not a database" * 100)
+    code = main([*command, "--storage", str(db)])
+    err = capsys.readouterr().err
+    assert code == 1 and "junk.db" in err and "not a database" in err and err.count("\n") == 1
+    assert db.read_bytes().startswith(b"this is not a database")
+
+
 @pytest.mark.parametrize(("text", "needle"), [
     ("name: x\nspace: [edgevit", "malformed YAML"),
     ("name: x\nspace: edgevit-tiny\nbudget: 3", "unknown key 'budget'"),

@@ -401,7 +401,8 @@ def run_ablation(
         comp = get_component(comp)
         settings = dataclasses.replace(settings, component=comp)
     data_spec = _pick(settings.data, q, "data", DEFAULT_DATA)
-    url = db.normalise_url(settings.storage)  # an unwritable store fails before any work
+    url = db.normalise_url(settings.storage)
+    db.get_engine(url)  # an unwritable or corrupt store fails before any work
     # The head's cost depends on the class count, so the data is loaded before matching.
     resolution = _resolution(settings, comp)
     started = time.perf_counter()

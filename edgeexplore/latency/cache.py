@@ -130,7 +130,7 @@ def lookup(storage: str | None, key: dict[str, Any]) -> Measurement | None:
             row = s.scalars(select(LatencyMeasurement).filter_by(**key)).first()
             return None if row is None else _restore(row)
     except SQLAlchemyError as e:
-        raise EdgeExploreError(f"cannot read the latency cache: {_db_error(e)}") from None
+        raise EdgeExploreError(f"cannot read the latency cache: {db.error_reason(e)}") from None
 
 
 def _restore(row: LatencyMeasurement) -> Measurement:
@@ -155,7 +155,7 @@ def store(storage: str | None, key: dict[str, Any], m: Measurement) -> None:
                 samples_ms=json.dumps(m.samples_ms), record=json.dumps(record, default=str),
             ))
     except SQLAlchemyError as e:
-        raise EdgeExploreError(f"cannot write the latency cache: {_db_error(e)}") from None
+        raise EdgeExploreError(f"cannot write the latency cache: {db.error_reason(e)}") from None
 
 
 def measurements_for(storage: str | None, arch_hash: str) -> list[Measurement]:
@@ -164,11 +164,3 @@ def measurements_for(storage: str | None, arch_hash: str) -> list[Measurement]:
         rows = s.scalars(select(LatencyMeasurement).filter_by(arch_hash=arch_hash)
                          .order_by(LatencyMeasurement.id)).all()
         return [_restore(r) for r in rows]
-
-
-def _db_error(e: Exception) -> str:
-    text = str(getattr(e, "orig", None) or e)
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-db_error = _db_error
