@@ -86,7 +86,7 @@ def get_engine(url: str | None = None) -> Engine:
         # Import every module that defines tables so create_all sees them all.
         _import_table_modules()
         try:
-            _create_tables(engine)
+            create_schema(lambda: Base.metadata.create_all(engine))
         except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
             engine.dispose()
             raise EdgeExploreError(f"cannot open the store {url}: {error_reason(e)}") from None
@@ -100,26 +100,20 @@ def error_reason(e: Exception) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _create_tables(engine: Engine) -> None:
-    """Create our missing tables."""
-    created_concurrently(lambda: Base.metadata.create_all(engine))
-
-
-def created_concurrently(create: Callable[[], T]) -> T:
+def create_schema(create: Callable[[], T]) -> T:
     """Run a schema-creating ``create``, tolerating another process creating the same schema.
 
     Two searches started together on a new file both see a table missing and both issue
     CREATE TABLE (Optuna also both insert its schema version); the loser's "already exists" or
     duplicate version row only means the schema is there now, so look again.
     """
-    for attempt in range(5):
+    for _ in range(4):
         try:
             return create()
         except (OperationalError, IntegrityError) as e:
-            raced = isinstance(e, IntegrityError) or "already exists" in str(e.orig)
-            if not raced or attempt == 4:
+            if not (isinstance(e, IntegrityError) or "already exists" in str(e.orig)):
                 raise
-    raise AssertionError("unreachable")
+    return create()  # the schema is complete by now; a failure here is a real one
 
 
 def add_once(session: Session, row: Base, **key: object) -> Base:

@@ -164,7 +164,7 @@ def optuna_storage(url: str) -> optuna.storages.RDBStorage:
         kwargs["connect_args"] = {"timeout": db.BUSY_TIMEOUT_S}
     try:
         with _quiet_optuna():
-            ostorage = db.created_concurrently(lambda: optuna.storages.RDBStorage(
+            ostorage = db.create_schema(lambda: optuna.storages.RDBStorage(
                 url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
             ))
     except (DatabaseError, OperationalError) as e:
