@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,10 @@ from typing import Any
 from .errors import ConfigError, reject_unknown_keys
 
 NUM_STAGES = 4
+#: sanity bounds on one stage: far beyond any edge backbone, low enough that a typo (an extra
+#: zero or six) is caught here instead of by an out-of-memory error while building
+MAX_DEPTH = 64
+MAX_WIDTH = 8192
 #: Total downsampling of the pyramid (4× stem, then three 2× downsamplers): input sides must be
 #: multiples of it.
 STRIDE = 32
@@ -235,8 +240,18 @@ class StageConfig:
             raise ConfigError(f"heads must be at least 1, not {self.heads}")
         if self.sample_rate < 1:
             raise ConfigError(f"sample rate must be at least 1, not {self.sample_rate}")
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"mlp_ratio must be positive, not {self.mlp_ratio}")
+        if not math.isfinite(self.mlp_ratio) or self.mlp_ratio <= 0:
+            raise ConfigError(f"mlp_ratio must be a positive number, not {self.mlp_ratio}")
+        if self.depth > MAX_DEPTH:
+            raise ConfigError(f"depth {self.depth} is more than a stage may have ({MAX_DEPTH})")
+        if self.width > MAX_WIDTH:
+            raise ConfigError(f"width {self.width} is more than a stage may have ({MAX_WIDTH})")
+        if self.hidden < 1:
+            raise ConfigError(f"width {self.width} x mlp_ratio {self.mlp_ratio} leaves the MLP "
+                              "no hidden units")
+        if self.options is not None and not isinstance(self.options, (Mapping, tuple)):
+            raise ConfigError("options must be a mapping of option names to values, not "
+                              f"{type(self.options).__name__}")
         spec = BLOCKS.get(self.block)
         if spec is None:
             raise ConfigError(f"unknown block {self.block!r} (valid blocks: {', '.join(sorted(BLOCKS))})")
@@ -391,6 +406,8 @@ class ArchConfig:
             text = path.read_text()
         except OSError as e:
             raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not a JSON text file") from None
         try:
             return cls.from_json(text)
         except ConfigError as e:

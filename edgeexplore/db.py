@@ -17,7 +17,13 @@ from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from .errors import EdgeExploreError
@@ -61,6 +67,14 @@ def normalise_url(url: str | None) -> str:
     return url
 
 
+def shown(url: str) -> str:
+    """``url`` as messages print it: any password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -80,7 +94,14 @@ def get_engine(url: str | None = None) -> Engine:
         kwargs = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
-        engine = create_engine(url, **kwargs)
+        try:
+            engine = create_engine(url, **kwargs)
+        except NoSuchModuleError:
+            raise EdgeExploreError(f"{shown(url)!r} names no database SQLAlchemy knows "
+                                   "(e.g. sqlite:///edgeexplore.db)") from None
+        except ImportError as e:
+            raise EdgeExploreError(f"cannot open the store {shown(url)}: its database driver "
+                                   f"{e.name!r} is not installed") from None
         if url.startswith("sqlite"):
             event.listen(engine, "connect", _sqlite_pragmas)
         # Import every module that defines tables so create_all sees them all.
@@ -89,7 +110,7 @@ def get_engine(url: str | None = None) -> Engine:
             create_schema(lambda: Base.metadata.create_all(engine))
         except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
             engine.dispose()
-            raise EdgeExploreError(f"cannot open the store {url}: {error_reason(e)}") from None
+            raise EdgeExploreError(f"cannot open the store {shown(url)}: {error_reason(e)}") from None
         _engines[url] = engine
     return engine
 

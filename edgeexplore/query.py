@@ -75,9 +75,9 @@ def open_store(storage: str | None = None) -> Engine:
         with engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
     except DatabaseError as e:
-        raise EdgeExploreError(f"cannot read the database {url}: {db.error_reason(e)}") from None
+        raise EdgeExploreError(f"cannot read the database {db.shown(url)}: {db.error_reason(e)}") from None
     if T.__tablename__ not in tables:  # pragma: no cover - get_engine creates it
-        raise EdgeExploreError(f"{url} has no {T.__tablename__} table")
+        raise EdgeExploreError(f"{db.shown(url)} has no {T.__tablename__} table")
     return engine
 
 
@@ -346,7 +346,10 @@ def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
     """One trial in full: stages, metrics, latency per backend and device, curve, environment."""
     engine = open_store(storage)
     with engine.connect() as conn:
-        t = conn.execute(select(T.__table__).where(T.id == trial_id)).mappings().first()
+        # SQLite ids are 64-bit; a larger number cannot be bound, and names no trial anyway
+        fits = -(2**63) <= trial_id < 2**63
+        t = conn.execute(select(T.__table__).where(T.id == trial_id)).mappings().first() if fits \
+            else None
         if t is None:
             last = conn.scalar(select(func.max(T.id)))
             have = f"ids run from 1 to {last}" if last else "the store has no trials"

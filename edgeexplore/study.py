@@ -168,7 +168,7 @@ def optuna_storage(url: str) -> optuna.storages.RDBStorage:
                 url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
             ))
     except (DatabaseError, OperationalError) as e:
-        raise EdgeExploreError(f"cannot open the store {url}: {db.error_reason(e)}") from None
+        raise EdgeExploreError(f"cannot open the store {db.shown(url)}: {db.error_reason(e)}") from None
     if url.startswith("sqlite"):
         # Optuna commits every suggested parameter on its own; in WAL mode synchronous=NORMAL
         # skips the fsync per commit (a crash of the process still loses nothing committed).
@@ -567,7 +567,7 @@ def run_study(
         db.get_engine(url)
         ostorage = optuna_storage(url)
     except (DatabaseError, OperationalError) as e:
-        raise EdgeExploreError(f"cannot open the store {url}: {db.error_reason(e)}") from None
+        raise EdgeExploreError(f"cannot open the store {db.shown(url)}: {db.error_reason(e)}") from None
     _check_data(recipe)
     recovered = recover_stale(url, name, ostorage)
     open_study(recipe, name, url, recipe.seed, ostorage)

@@ -18,6 +18,8 @@ def read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} {path} does not exist") from None
     except OSError as e:
         raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a text (YAML) file") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -39,6 +39,12 @@ def test_preset_heads_follow_head_dim():
         ({"block": "nope"}, "stage 3: unknown block 'nope'"),
         ({"options": {"sampler": "median"}}, "option 'sampler' is 'median'"),
         ({"options": {"samplr": "avg"}}, "has no option 'samplr'"),
+        ({"mlp_ratio": float("nan")}, "mlp_ratio must be a positive number, not nan"),
+        ({"mlp_ratio": float("inf")}, "mlp_ratio must be a positive number, not inf"),
+        ({"width": 2, "heads": 1, "mlp_ratio": 0.25}, "leaves the MLP no hidden units"),
+        ({"width": 10**12, "heads": 1}, "width 1000000000000 is more than a stage may have"),
+        ({"depth": 1000}, "depth 1000 is more than a stage may have"),
+        ({"options": ["sampler", "avg"]}, "options must be a mapping"),
     ],
 )
 def test_validation_messages(change, message):
@@ -56,6 +62,10 @@ def test_resolution_rules():
 def test_from_dict_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'stagez'"):
         ArchConfig.from_dict({"stagez": []})
+    binary = tmp_path / "weights.pth"
+    binary.write_bytes(b"\x80\xff\x00 not text")
+    with pytest.raises(ConfigError, match="weights.pth is not a JSON text file"):
+        ArchConfig.load(binary)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="bad.json: not valid JSON"):

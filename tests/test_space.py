@@ -183,6 +183,13 @@ def test_missing_space_file(tmp_path):
         SearchSpace.load(tmp_path / "nope.yaml")
 
 
+def test_binary_file_given_as_a_space(tmp_path):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"\x80\x02\xff binary")
+    with pytest.raises(ConfigError, match="weights.pth is not a text"):
+        SearchSpace.load(path)
+
+
 def test_parse_amount():
     assert parse_amount("5M", "x") == 5e6
     assert parse_amount("0.6G", "x") == 6e8

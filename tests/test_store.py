@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import sqlite3
 from types import SimpleNamespace
@@ -134,6 +135,18 @@ def test_trials_dataframe(url):
     df = store.trials_dataframe(url, study="x")
     assert list(df["accuracy"]) == [0.5]
     assert list(df["stage1_block"]) == ["lgl"]
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("nosuch://foo", "names no database SQLAlchemy knows"),
+    ("postgresql://me:s3cret@127.0.0.1:1/db", "driver 'psycopg' is not installed"),
+])
+def test_unusable_database_urls_are_clear_errors(url, message):
+    if "psycopg" in message and importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg is installed here, so this URL would try to connect")
+    with pytest.raises(EdgeExploreError, match=message) as err:
+        db.get_engine(url)
+    assert "s3cret" not in str(err.value)  # a password never reaches the terminal
 
 
 def test_unwritable_database_path_is_a_clear_error(tmp_path):

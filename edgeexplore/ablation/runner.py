@@ -661,7 +661,7 @@ def load_report(
     with db.session_scope(url) as s:
         ab = s.scalar(select(Ablation).where(Ablation.name == name))
         if ab is None:
-            raise EdgeExploreError(f"no ablation named {name!r} in {url}")
+            raise EdgeExploreError(f"no ablation named {name!r} in {db.shown(url)}")
         seeds = list(seeds) if seeds is not None else ab.seed_list
         rows = []
         for v in ab.variants:

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import store
+from .. import db, store
 from ..errors import EdgeExploreError
 
 
@@ -113,7 +113,7 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
     def on_start(info: dict) -> None:
         target = f", until {info['target']} trials" if info["target"] is not None else ""
         console.print(
-            f"[bold]study {info['name']}[/bold] in {info['url']}: {info['before']} trials "
+            f"[bold]study {info['name']}[/bold] in {db.shown(info['url'])}: {info['before']} trials "
             f"stored{target}; budget {b}; space {recipe.space.name}, data {recipe.data}, "
             f"backend {recipe.backend}, sampler {recipe.sampler}, objectives "
             f"{', '.join(map(str, recipe.objectives))}"
