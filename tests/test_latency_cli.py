@@ -97,3 +97,14 @@ def test_backends_lists_all_with_reasons():
     probed = {r["name"]: r for r in run_json(
         ["backends", "--json", "--backend", "command", "--set", f"command={sys.executable} x.py"])}
     assert probed["command"]["available"]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (["--set", "bogus=1"], "has no setting 'bogus' (its settings: command, pattern"),
+    (["--set", "command=/nonexistent/tool {model}"], "'/nonexistent/tool' was not found"),
+])
+def test_a_failed_probe_says_why_and_exits_non_zero(capsys, settings, message):
+    assert main(["backends", "--backend", "command", *settings]) == 1
+    captured = capsys.readouterr()
+    assert "Latency backends" in captured.out  # the table still shows every backend
+    assert message in captured.err and captured.err.count("\n") == 1

@@ -196,15 +196,19 @@ def backends_cmd(probe: str | None, settings: tuple[str, ...], as_json: bool) ->
     infos = list_backends({probe: extra} if probe else None)
     if as_json:
         click.echo(json.dumps([vars(i) for i in infos], indent=1))
-        return
-    from rich.table import Table
+    else:
+        from rich.table import Table
 
-    t = Table(title="Latency backends")
-    for col in ("backend", "available", "device / reason", "from"):
-        t.add_column(col)
-    for i in infos:
-        t.add_row(i.name, "[green]yes[/]" if i.available else "[red]no[/]", i.reason, i.origin)
-    _console().print(t)
+        t = Table(title="Latency backends")
+        for col in ("backend", "available", "device / reason", "from"):
+            t.add_column(col)
+        for i in infos:
+            t.add_row(i.name, "[green]yes[/]" if i.available else "[red]no[/]", i.reason,
+                      i.origin)
+        _console().print(t)
+    probed = next((i for i in infos if i.name == probe), None)
+    if probed is not None and not probed.available:  # a probe answers in its exit status too
+        raise EdgeExploreError(f"backend {probe!r} cannot run here: {probed.reason}")
 
 
 COMMANDS = [measure_cmd, backends_cmd]

@@ -13,6 +13,7 @@ over an entry point of the same name (a third-party package cannot silently repl
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -82,6 +83,7 @@ def get_backend(name: str, **settings: Any) -> LatencyBackend:
             factory = ep.load()
         except Exception as e:  # noqa: BLE001  (a broken plug-in must not look like our bug)
             raise EdgeExploreError(f"backend {name!r} ({ep.value}) failed to load: {e}") from None
+    _check_setting_names(name, factory, settings)
     try:
         backend = factory(**settings)
     except TypeError as e:
@@ -90,6 +92,22 @@ def get_backend(name: str, **settings: Any) -> LatencyBackend:
         if not hasattr(backend, member):
             raise EdgeExploreError(f"backend {name!r} does not provide {member!r}")
     return backend
+
+
+def _check_setting_names(name: str, factory: Any, settings: Mapping[str, Any]) -> None:
+    """Name an unknown setting and the valid ones (the factory's keyword arguments)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # not introspectable: the call itself will complain
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    valid = [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                   inspect.Parameter.KEYWORD_ONLY)]
+    unknown = sorted(set(settings) - set(valid))
+    if unknown:
+        raise EdgeExploreError(f"backend {name!r} has no setting {unknown[0]!r} "
+                               f"(its settings: {', '.join(valid) or 'none'})")
 
 
 def list_backends(settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[BackendInfo]:
