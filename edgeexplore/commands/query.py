@@ -121,7 +121,7 @@ _study = click.option("--study", "studies", multiple=True, metavar="NAME",
 @_study
 @_where
 @_sort
-@click.option("--limit", type=int, default=None, help="Show at most N trials.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Show at most N trials.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @storage_option
 def trials_list(studies: tuple[str, ...], where: str | None, sort: str | None,
@@ -278,7 +278,7 @@ def _cell(v: Any) -> str:
 @_study
 @_where
 @_sort
-@click.option("--limit", type=int, default=None)
+@click.option("--limit", type=click.IntRange(min=0), default=None)
 @storage_option
 def trials_export(fmt: str, output: str | None, studies: tuple[str, ...], where: str | None,
                   sort: str | None, limit: int | None, storage: str | None) -> None:
@@ -310,7 +310,7 @@ def trials_export(fmt: str, output: str | None, studies: tuple[str, ...], where:
 @click.option("--train-presets", is_flag=True,
               help="Also proxy-train the presets with the study's recipe (slow) so they get an "
                    "accuracy; otherwise they appear as reference lines on the cost axes only.")
-@click.option("--limit", type=int, default=40, show_default=True,
+@click.option("--limit", type=click.IntRange(min=0), default=40, show_default=True,
               help="Rows of the front to print (evenly spread along it, knee included); 0 for "
                    "all. JSON output always has the whole front.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
