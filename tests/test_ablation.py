@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -398,3 +399,18 @@ def test_match_only_on_a_variant_file(spec, tmp_path, monkeypatch):
     names = [v["variant"] for v in data["variants"]]
     assert names[0] == "kernel 5 (official) *" and len(names) == 5
     assert all(abs(v["rel_error"]) <= 0.03 for v in data["variants"])
+
+
+@pytest.mark.parametrize(("output", "message"), [
+    ("no/such/folder/table.csv", "folder .* does not exist"),
+    ("table.txt", "give --format csv, json or markdown"),
+])
+def test_an_unwritable_output_is_refused_before_training(tmp_path, capsys, output, message):
+    from edgeexplore.cli import main
+
+    db = tmp_path / "a.db"
+    assert main(["ablate", "local-agg", "--quick", "--output", str(tmp_path / output),
+                 "--storage", str(db)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1
+    assert not db.exists()  # refused before the store was opened, let alone a run trained

@@ -37,6 +37,8 @@ def test_parse_spec_kinds_and_options():
         None,
         {"classes": 4, "train": 400, "val": 80},
     )
+    with pytest.raises(ConfigError, match="resolution 'abc' is not N or HxW"):
+        parse_spec("synthetic:resolution=abc")
     assert parse_spec("folder:/data/imnet,subset=10,resolution=64") == (
         "folder",
         "/data/imnet",
@@ -243,8 +245,12 @@ def test_missing_or_malformed_folders(tmp_path):
     (tmp_path / "empty" / "val").mkdir(parents=True)
     with pytest.raises(EdgeExploreError, match="holds no images"):
         load_data(f"folder:{tmp_path / 'empty'}")
+    one = tmp_path / "one"
+    _write_folder(one, {"a": 2})
+    with pytest.raises(EdgeExploreError, match="one class folder .a.; classification needs at least two"):
+        load_data(f"folder:{one}", resolution=16)
     bad = tmp_path / "bad"
-    _write_folder(bad, {"a": 2})
+    _write_folder(bad, {"a": 2, "b": 2})
     (bad / "train" / "a" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(EdgeExploreError, match="cannot read image .*broken.jpg"):
         load_data(f"folder:{bad}", resolution=16)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from ..ablation import (
     run_ablation,
 )
 from ..ablation.runner import DEFAULT_DATA, QUICK
-from ..errors import ConfigError
+from ..errors import ConfigError, EdgeExploreError
 
 _EXT_FORMATS = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown"}
 
@@ -230,6 +231,8 @@ def ablate(
         ablated_depths_only=ablated_depths_only,
     )
     err = _console(stderr=True)
+    if output is not None:
+        _check_output_folder(output)
     if match_only:
         spec = data or (QUICK["data"] if quick else DEFAULT_DATA)
         plan = plan_ablation(settings, num_classes=_num_classes(spec))
@@ -237,21 +240,37 @@ def ablate(
         return
     if fmt is None and output is not None:
         fmt = _EXT_FORMATS.get(output.suffix.lower(), "table")
+    if output is not None and fmt in (None, "table"):  # said before training, not after it
+        raise ConfigError(
+            f"--output {output}: give --format csv, json or markdown (or a .csv/.json/.md name)"
+        )
     show_progress = sys.stderr.isatty() if progress is None else progress
     report = run_ablation(
         settings, echo=lambda m: err.print(m, markup=False, soft_wrap=True), progress=show_progress
     )
     if output is not None:
-        if fmt in (None, "table"):
-            raise ConfigError(
-                f"--output {output}: give --format csv, json or markdown (or a .csv/.json/.md name)"
-            )
-        output.write_text(report.format(fmt))
+        _write(output, report.format(fmt))
         err.print(f"Wrote {output}", markup=False)
     if fmt in (None, "table") or output is not None:
         report.render(_console())
     else:
         click.echo(report.format(fmt), nl=False)
+
+
+def _check_output_folder(output: Path) -> None:
+    """Refuse an --output that could not be written before the ablation runs, not after."""
+    folder = output.expanduser().resolve().parent
+    if not folder.is_dir():
+        raise ConfigError(f"--output {output}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--output {output}: folder {folder} is not writable")
+
+
+def _write(output: Path, text: str) -> None:
+    try:
+        output.write_text(text)
+    except OSError as e:
+        raise EdgeExploreError(f"cannot write {output}: {e.strerror}") from None
 
 
 def _show_plan(plan, fmt, output) -> None:
@@ -305,7 +324,7 @@ def _show_plan(plan, fmt, output) -> None:
                 for r in rows
             )
         if output is not None:
-            output.write_text(text)
+            _write(output, text)
         else:
             click.echo(text, nl=False)
         return

@@ -77,8 +77,8 @@ def _short(a: store.Architecture | None) -> str:
               "cifar10, folder:PATH, with options such as subset=100).")
 @click.option("--workers", "-j", default=1, show_default=True, type=int,
               help="Worker processes sharing the study and the database.")
-@click.option("--seed", default=None, type=int, help="Training and sampler seed (default: the "
-              "recipe's).")
+@click.option("--seed", default=None, type=click.IntRange(min=0),
+              help="Training and sampler seed (default: the recipe's).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars, only the summary.")
 def search(study: str | None, budget: str, name: str | None, storage: str | None,
            backend: str | None, data: str | None, workers: int, seed: int | None,

@@ -98,6 +98,11 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
             )
         if allowed[key] is int and options[key] <= 0:
             raise ConfigError(f"data spec {spec!r}: option {key!r} must be positive, not {value!r}")
+        if key == "resolution":
+            try:
+                parse_resolution(value)
+            except ConfigError as e:
+                raise ConfigError(f"data spec {spec!r}: {e}") from None
     if "mode" in options and options["mode"] not in MODES:
         raise ConfigError(f"data spec {spec!r}: mode must be one of {', '.join(MODES)}")
     if kind == "folder" and not path:

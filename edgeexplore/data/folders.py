@@ -275,6 +275,9 @@ def load_folder(
         raise EdgeExploreError(f"{train_dir} holds no class folders")
     train_list = list_split(train_dir, classes, subset, seed, 0)
     val_list = list_split(val_dir, classes, val_subset, seed, 1)
+    if len(classes) < 2:  # one class: every model scores 100% and nothing can be compared
+        raise EdgeExploreError(f"{train_dir} holds one class folder ({classes[0]}); "
+                               "classification needs at least two")
     if resolution is None:
         # the first image's size; others are resized (cover + centre crop) to it
         resolution = image_size(train_list.files[0])
