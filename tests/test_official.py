@@ -13,7 +13,13 @@ from click.testing import CliRunner
 from edgeexplore.cli import cli
 from edgeexplore.config import ArchConfig
 from edgeexplore.errors import ConfigError, EdgeExploreError
-from edgeexplore.models import build, convert_official_state_dict, from_official, to_official
+from edgeexplore.models import (
+    build,
+    convert_official_state_dict,
+    from_official,
+    official_arch,
+    to_official,
+)
 
 CUSTOM_TINY = {
     "depth": [2, 1, 2, 1], "embed_dim": [16, 32, 64, 96], "head_dim": 16, "mlp_ratio": [2, 3, 4, 2],
@@ -132,6 +138,9 @@ def test_loading_errors_name_the_problem():
         from_official(sd, **{**kwargs, "depth": [1, 1, 1, 1], "mlp_ratio": 2})
     with pytest.raises(ConfigError, match="qk_scale"):
         from_official(sd, **kwargs, qk_scale=0.1)
+    ours = build(official_arch(**kwargs)).state_dict()  # our key names, not the authors'
+    with pytest.raises(EdgeExploreError, match="do not look like the authors' EdgeViT"):
+        from_official(ours, head_dim=8)
     # checkpoints wrapped by training scripts load too
     wrapped = {"model": {f"module.{k}": v for k, v in sd.items()}, "epoch": 3}
     assert from_official(wrapped, **kwargs).arch.num_classes == 3
@@ -163,3 +172,11 @@ def test_convert_command_needs_head_dim(shared_dir, tmp_path):
     result = CliRunner().invoke(cli, ["convert", str(ckpt)])
     assert result.exit_code != 0
     assert "head-dim" in str(result.exception) or "head-dim" in result.output
+
+
+def test_convert_refuses_a_preset_that_is_not_an_edgevit(shared_dir, tmp_path):
+    ckpt = tmp_path / "official.pth"
+    torch.save(_fixture(shared_dir, "custom_tiny.pt")["state_dict"], ckpt)
+    result = CliRunner().invoke(cli, ["convert", str(ckpt), "--preset", "edgenext_small"])
+    assert result.exit_code != 0
+    assert "not one of the authors' EdgeViTs" in str(result.exception)

@@ -136,6 +136,9 @@ def convert_cmd(
     kwargs: dict[str, Any] = {}
     if preset is not None:
         arch = get_preset(preset)
+        if arch.macro != "edgevit" or any(st.block != "lgl" for st in arch.stages):
+            raise ConfigError(f"--preset {preset} is not one of the authors' EdgeViTs; convert "
+                              "reads EdgeViT checkpoints (e.g. --preset edgevit_xxs)")
         kwargs["head_dim"] = arch.stages[0].head_dim
     if head_dim is not None:
         kwargs["head_dim"] = head_dim

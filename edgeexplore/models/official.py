@@ -281,6 +281,13 @@ def from_official(state_dict: Mapping[str, Any], **kwargs: Any) -> EdgeBackbone:
     if "head_dim" not in kwargs:
         raise ConfigError("from_official needs head_dim (the weights do not record the heads)")
     inferred = _infer_from_weights(sd)
+    missing = [k for k in ("depth", "embed_dim") if k not in inferred and k not in kwargs]
+    if missing:
+        raise EdgeExploreError(
+            f"these weights do not look like the authors' EdgeViT: their keys do not give the "
+            f"{missing[0]} (the authors' keys are patch_embed1.proj.weight, blocks1.0.*, ...); "
+            f"if they are, give {' and '.join(missing)} (--depth, --embed-dim)"
+        )
     arch = official_arch(**{**inferred, **kwargs})
     model = build(arch)
     load_strict(model, convert_official_state_dict(sd))
