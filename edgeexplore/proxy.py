@@ -84,7 +84,8 @@ class ProxyRecipe:
             if value is None and allow_none:
                 return
             kind = int if integer else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 \
+                    or not math.isfinite(value):
                 what = "a positive integer" if integer else "a positive number"
                 raise ConfigError(f"proxy recipe: {name} must be {what}, not {value!r}")
 
@@ -95,7 +96,8 @@ class ProxyRecipe:
         positive("grad_clip", integer=False, allow_none=True)
         for name in ("min_lr", "weight_decay", "warmup_epochs"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
+                    or not math.isfinite(value):
                 raise ConfigError(f"proxy recipe: {name} must be a number >= 0, not {value!r}")
         if self.min_lr > self.lr:
             raise ConfigError(f"proxy recipe: min_lr ({self.min_lr}) is above lr ({self.lr})")

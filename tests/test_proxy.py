@@ -70,6 +70,8 @@ def test_recipe_round_trip_and_defaults():
         ({"epochs": 0}, "epochs must be a positive integer"),
         ({"batch_size": 2.5}, "batch_size must be a positive integer"),
         ({"lr": -1}, "lr must be a positive number"),
+        ({"lr": float("nan")}, "lr must be a positive number, not nan"),
+        ({"weight_decay": float("inf")}, "weight_decay must be a number >= 0, not inf"),
         ({"lr": "fast"}, "lr must be a number"),
         ({"min_lr": 0.1, "lr": 0.01}, "min_lr \\(0.1\\) is above lr"),
         ({"epochs": 2, "warmup_epochs": 2}, "warmup_epochs \\(2\\) must be below epochs"),
