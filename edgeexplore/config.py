@@ -26,6 +26,8 @@ NUM_STAGES = 4
 #: zero or six) is caught here instead of by an out-of-memory error while building
 MAX_DEPTH = 64
 MAX_WIDTH = 8192
+#: the same for an input side (pixels)
+MAX_SIDE = 4096
 #: Total downsampling of the pyramid (4× stem, then three 2× downsamplers): input sides must be
 #: multiples of it.
 STRIDE = 32
@@ -467,6 +469,8 @@ def parse_resolution(value: Any) -> tuple[int, int]:
     h, w = value
     if h < STRIDE or w < STRIDE or h % STRIDE or w % STRIDE:
         raise ConfigError(f"input {h}×{w}: both sides must be positive multiples of {STRIDE}")
+    if max(h, w) > MAX_SIDE:
+        raise ConfigError(f"input {h}×{w}: a side is larger than {MAX_SIDE}")
     return (h, w)
 
 

@@ -57,6 +57,8 @@ def test_resolution_rules():
     assert parse_resolution(224) == (224, 224)
     with pytest.raises(ConfigError, match="multiples of 32"):
         parse_resolution(100)
+    with pytest.raises(ConfigError, match="a side is larger than 4096"):
+        parse_resolution("3200000")
 
 
 def test_from_dict_errors_name_the_key(tmp_path):

@@ -180,3 +180,12 @@ def test_convert_refuses_a_preset_that_is_not_an_edgevit(shared_dir, tmp_path):
     result = CliRunner().invoke(cli, ["convert", str(ckpt), "--preset", "edgenext_small"])
     assert result.exit_code != 0
     assert "not one of the authors' EdgeViTs" in str(result.exception)
+
+
+def test_convert_never_overwrites_the_checkpoint(shared_dir, tmp_path):
+    ckpt = tmp_path / "official.pth"
+    torch.save(_fixture(shared_dir, "custom_tiny.pt")["state_dict"], ckpt)
+    before = ckpt.read_bytes()
+    result = CliRunner().invoke(cli, ["convert", str(ckpt), "--head-dim", "16", "-o", str(ckpt)])
+    assert result.exit_code != 0 and "is the checkpoint being converted" in str(result.exception)
+    assert ckpt.read_bytes() == before

@@ -156,6 +156,8 @@ def convert_cmd(
     kwargs.update({k: v for k, v in given.items() if v is not None})
     model = from_official(_load_checkpoint(checkpoint), **kwargs)
     out = output or checkpoint.with_name(checkpoint.stem + "_edgeexplore.pt")
+    if out.resolve() == checkpoint.resolve():  # the authors' weights must survive a typo
+        raise ConfigError(f"--output {out} is the checkpoint being converted; choose another name")
     config_path = out.with_suffix(".json")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
