@@ -1,6 +1,6 @@
 """Proxy-training throughput as a ratio to a bare forward/backward/step loop.
 
-The bare loop (``edgeexplore.proxy.bare_loop_throughput``) trains the same model on one fixed,
+The bare loop (``edgeexplore.training.proxy.bare_loop_throughput``) trains the same model on one fixed,
 already-normalised batch with the same optimizer, loss, AMP and memory format: no data order, no
 augmentation, no scheduler, no loss bookkeeping, no progress bar. ``train_proxy`` does all of
 those; the ratio of its images/second to the bare loop's is what the lean loop costs (target
@@ -20,7 +20,12 @@ import torch
 from edgeexplore.config import get_preset
 from edgeexplore.data import load_data
 from edgeexplore.models import build
-from edgeexplore.proxy import ProxyRecipe, bare_loop_throughput, seed_everything, train_proxy
+from edgeexplore.training.proxy import (
+    ProxyRecipe,
+    bare_loop_throughput,
+    seed_everything,
+    train_proxy,
+)
 
 
 def measure(arch: str, resolution: int, batch: int, steps: int, repeats: int, device: str | None):

@@ -29,9 +29,10 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import insert
 
-from edgeexplore import db, store
+from edgeexplore import store
 from edgeexplore.cli import cli
 from edgeexplore.config import ArchConfig, StageConfig
+from edgeexplore.store import db
 
 WHERE = 'latency_ms < 10 and accuracy > 0.6 and stage3.block == "lgl"'
 

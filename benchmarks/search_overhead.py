@@ -23,9 +23,10 @@ from pathlib import Path
 import optuna
 import torch
 
-from edgeexplore import db, store
-from edgeexplore.recipe import StudyRecipe
-from edgeexplore.study import Budget, run_study
+from edgeexplore import store
+from edgeexplore.search.recipe import StudyRecipe
+from edgeexplore.search.study import Budget, run_study
+from edgeexplore.store import db
 
 HERE = Path(__file__).resolve().parent
 

@@ -22,8 +22,8 @@ from torch import nn
 
 from edgeexplore.data import load_data
 from edgeexplore.models import build
-from edgeexplore.proxy import ProxyRecipe, seed_everything, train_proxy
-from edgeexplore.space import resolve_space
+from edgeexplore.search.space import resolve_space
+from edgeexplore.training.proxy import ProxyRecipe, seed_everything, train_proxy
 
 
 def local_only(num_classes: int, width: int = 32) -> nn.Module:

@@ -14,8 +14,8 @@ import click
 from sqlalchemy.exc import DatabaseError
 
 from . import interrupts
-from .db import error_reason
 from .errors import EdgeExploreError
+from .store.db import error_reason
 
 #: command modules; each defines ``COMMANDS``, a list of click commands
 COMMAND_MODULES = [

@@ -303,9 +303,9 @@ TINY = [
 
 
 def test_ablate_cli_trains_resumes_and_reuses(tmp_path, monkeypatch):
-    from edgeexplore import proxy
     from edgeexplore.ablation import matching
     from edgeexplore.cli import cli
+    from edgeexplore.training import proxy
 
     db = f"sqlite:///{tmp_path / 'ab.db'}"
     real_train = proxy.train_proxy
@@ -358,7 +358,7 @@ def test_ablate_cli_trains_resumes_and_reuses(tmp_path, monkeypatch):
 
 def test_runs_are_shared_between_ablations(tmp_path, monkeypatch):
     """sampler's and local-prop's baselines are the same network: trained once."""
-    from edgeexplore import proxy
+    from edgeexplore.training import proxy
 
     db = f"sqlite:///{tmp_path / 'ab.db'}"
     base = {

@@ -7,9 +7,11 @@ import sqlite3
 
 import pytest
 
-from edgeexplore import db, query, store
+from edgeexplore import store
+from edgeexplore.analysis import query
+from edgeexplore.analysis.filters import FilterError, compile_filter, parse, tokenize
 from edgeexplore.config import PRESETS
-from edgeexplore.filters import FilterError, compile_filter, parse, tokenize
+from edgeexplore.store import db
 
 # (accuracy, latency_ms, energy_mj, state, stage-3 block of the preset variant)
 ROWS = [

@@ -10,7 +10,7 @@ import torch
 
 from edgeexplore.config import get_preset
 from edgeexplore.models import build
-from edgeexplore.space import resolve_space
+from edgeexplore.search.space import resolve_space
 
 ROOT = "search_spaces"
 

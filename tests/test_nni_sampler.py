@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from edgeexplore.errors import ConfigError
-from edgeexplore.recipe import StudyRecipe
-from edgeexplore.study import make_sampler, optuna_storage
+from edgeexplore.search.recipe import StudyRecipe
+from edgeexplore.search.study import make_sampler, optuna_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -79,7 +79,7 @@ def test_distributions_map_to_nni_and_back():
     from optuna.distributions import FloatDistribution as F
     from optuna.distributions import IntDistribution as I
 
-    from edgeexplore.nni_sampler import _decode, _encode, _nni_entry
+    from edgeexplore.search.nni_sampler import _decode, _encode, _nni_entry
 
     cases = [
         (C([None, True, "a", 1.5, 1]), [None, True, "a", 1.5, 1], {"_type": "choice"}),
@@ -183,7 +183,7 @@ def test_pruned_failed_and_fixed_trials(nni):
 
 
 def test_any_optuna_distribution_and_dynamic_parameters(nni):
-    from edgeexplore.nni_sampler import NNIEvolutionSampler
+    from edgeexplore.search.nni_sampler import NNIEvolutionSampler
 
     def objective(trial: optuna.Trial) -> float:
         kind = trial.suggest_categorical("kind", [None, "log", "step"])

@@ -9,8 +9,7 @@ import optuna
 import pytest
 from optuna.visualization._hypervolume_history import _get_hypervolume_history_info
 
-from edgeexplore.errors import EdgeExploreError
-from edgeexplore.pareto import (
+from edgeexplore.analysis.pareto import (
     Objective,
     ReferencePoint,
     analyse,
@@ -20,6 +19,7 @@ from edgeexplore.pareto import (
     plot,
     reference_point,
 )
+from edgeexplore.errors import EdgeExploreError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

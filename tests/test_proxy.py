@@ -13,7 +13,7 @@ from torch import nn
 from edgeexplore import interrupts
 from edgeexplore.data import load_data
 from edgeexplore.errors import ConfigError, EdgeExploreError
-from edgeexplore.proxy import (
+from edgeexplore.training.proxy import (
     DivergedError,
     ProxyRecipe,
     early_stopper,

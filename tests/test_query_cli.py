@@ -20,9 +20,11 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
-from edgeexplore import db, query, store
+from edgeexplore import store
+from edgeexplore.analysis import query
 from edgeexplore.cli import cli
 from edgeexplore.config import ArchConfig, StageConfig
+from edgeexplore.store import db
 
 N_TRIALS = 60
 

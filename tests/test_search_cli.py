@@ -114,7 +114,8 @@ def test_optuna_cli_and_dashboard_read_the_same_store(tmp_path):
 
 def test_trained_presets_are_kept_for_the_next_plot(tmp_path, monkeypatch):
     """pareto --train-presets trains a preset with the study's recipe once, then reuses it."""
-    from edgeexplore import proxy, query
+    from edgeexplore.analysis import query
+    from edgeexplore.training import proxy
 
     recipe, db = _recipe(tmp_path), tmp_path / "ee.db"
     assert _search(str(recipe), "--budget", "1", "--storage", str(db)) == 0

@@ -10,8 +10,8 @@ import pytest
 
 from edgeexplore.config import BLOCKS, PRESETS
 from edgeexplore.errors import ConfigError
-from edgeexplore.recipe import StudyRecipe
-from edgeexplore.space import SearchSpace, list_spaces, parse_amount
+from edgeexplore.search.recipe import StudyRecipe
+from edgeexplore.search.space import SearchSpace, list_spaces, parse_amount
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
@@ -248,7 +248,7 @@ def test_single_objective_defaults_to_tpe(tmp_path):
 
 @pytest.mark.parametrize("sampler", ["nsga2", "nsga3", "tpe", "random", "gp", "nni-evolution"])
 def test_every_sampler_drives_the_space(tmp_path, sampler):
-    from edgeexplore.study import make_sampler
+    from edgeexplore.search.study import make_sampler
 
     path = _write(tmp_path, f"space: edgevit-tiny\nsampler: {sampler}", "s.yaml")
     recipe = StudyRecipe.load(path)

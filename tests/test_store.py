@@ -10,10 +10,11 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select
 
-from edgeexplore import db, store
+from edgeexplore import store
 from edgeexplore.config import PRESETS
 from edgeexplore.errors import EdgeExploreError
-from edgeexplore.study import Budget, optuna_storage, parse_budget
+from edgeexplore.search.study import Budget, optuna_storage, parse_budget
+from edgeexplore.store import db
 
 
 def _cost(params: int, flops: int) -> SimpleNamespace:

@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import db
 from ..config import ArchConfig, StageConfig, parse_resolution, resolve_arch
 from ..errors import ConfigError, EdgeExploreError
+from ..store import db
 from .matching import (
     DEFAULT_TOLERANCE,
     CachedCost,
@@ -182,7 +182,7 @@ def _resolution(settings: AblationSettings, comp: Component) -> tuple[int, int]:
 
 def make_recipe(settings: AblationSettings) -> Any:
     """The proxy recipe: ProxyRecipe defaults, then the quick setting, then the user's changes."""
-    from ..proxy import ProxyRecipe
+    from ..training.proxy import ProxyRecipe
 
     values = dict(ProxyRecipe().to_dict())
     if settings.quick:
@@ -486,7 +486,7 @@ def _measure_latency(plan: Plan, ablation_id: int, url: str, echo: Printer) -> N
 def _train_key(plan: Plan, seed: int) -> str:
     from ..store import train_key
 
-    # The same identity of the data as a search study's (edgeexplore.recipe data_key), so a
+    # The same identity of the data as a search study's (edgeexplore.search.recipe data_key), so a
     # network trained by a study with the same recipe and seed is reused here and vice versa.
     data = {k: plan.data.get(k) for k in ("spec", "subset", "val_subset", "resolution")}
     return train_key(plan.recipe, data, seed)
@@ -626,8 +626,8 @@ def _copy_result(prev: Any, study: str) -> Any:
 def _train_one(arch, data, recipe, seed, progress, tr_id, url):
     """Train one (network, seed); returns (state, ProxyResult | None, reason)."""
     from ..models import build
-    from ..proxy import DivergedError, seed_everything, train_proxy
     from ..store import COMPLETE, DIVERGED, FAILED, TrialResult
+    from ..training.proxy import DivergedError, seed_everything, train_proxy
 
     # The seed fixes the initial weights as well as the data order inside train_proxy.
     seed_everything(seed)

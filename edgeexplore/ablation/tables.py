@@ -31,8 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .. import db
-from ..store import TrialResult
+from ..store import TrialResult, db
 
 #: trial_results.study of an ablation's runs
 STUDY_PREFIX = "ablation:"

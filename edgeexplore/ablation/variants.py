@@ -231,7 +231,7 @@ def get_component(spec: str) -> Component:
 def _shipped_variant_file(spec: str) -> Path | None:
     """``studies/ablations/NAME[.yaml]`` of the checkout or of the installed package, so the
     shipped variant lists work by name (``ablate example``) and from any working directory."""
-    from ..recipe import studies_dir
+    from ..search.recipe import studies_dir
 
     folder = studies_dir() / "ablations"
     name = Path(spec).name

@@ -1,6 +1,6 @@
 """``edgeexplore studies``, ``trials list|show|export`` and ``pareto``: reading the store.
 
-Thin wrappers over :mod:`edgeexplore.query`; every listing prints as a table, CSV or JSON.
+Thin wrappers over :mod:`edgeexplore.analysis.query`; every listing prints as a table, CSV or JSON.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 import click
 import numpy as np
 
-from .. import query
-from ..db import default_url
+from ..analysis import query
+from ..analysis.pareto import DISPLAY, ParetoResult, display, format_value
 from ..errors import EdgeExploreError
-from ..pareto import DISPLAY, ParetoResult, display, format_value
+from ..store.db import default_url
 
 STORAGE_HELP = "Database URL or SQLite path (default: $EDGEEXPLORE_STORAGE or edgeexplore.db)."
 FORMATS = click.Choice(["table", "csv", "json"])
@@ -330,7 +330,7 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
         presets=presets, train_presets=train_presets, storage=storage,
     )
     if plot_path:
-        from ..pareto import plot
+        from ..analysis.pareto import plot
 
         title = "Pareto front: " + ", ".join(studies or sorted(set(result.groups)))
         if backend:

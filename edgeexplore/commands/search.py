@@ -9,8 +9,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import db, store
+from .. import store
 from ..errors import EdgeExploreError
+from ..store import db
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -99,8 +100,8 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
     """
     import optuna
 
-    from ..recipe import StudyRecipe, resolve_recipe
-    from ..study import StudyInterrupted, parse_budget, run_study, summary_rows
+    from ..search.recipe import StudyRecipe, resolve_recipe
+    from ..search.study import StudyInterrupted, parse_budget, run_study, summary_rows
 
     # our own per-trial lines replace Optuna's INFO log
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -148,7 +149,7 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
 def spaces(space: str | None) -> None:
     """List the shipped search spaces, or show the parameters of SPACE (a name or a file)."""
     from ..config import PRESETS
-    from ..space import list_spaces, resolve_space
+    from ..search.space import list_spaces, resolve_space
 
     console = Console()
     if space is None:

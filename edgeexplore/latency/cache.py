@@ -20,8 +20,8 @@ from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint,
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .. import db
 from ..errors import EdgeExploreError
+from ..store import db
 from .base import Measurement, device_fingerprint, settings_json
 
 

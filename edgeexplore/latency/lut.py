@@ -36,8 +36,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .. import db
 from ..errors import EdgeExploreError
+from ..store import db
 from .base import Measurement, device_fingerprint, settings_json
 from .cache import LutCalibration, LutUnit, shape_str
 from .registry import get_backend

@@ -1,18 +1,18 @@
 """Asking the store questions from Python: studies, trials, one trial in full, exports, fronts.
 
 Every function takes ``storage`` (a SQLAlchemy URL or a SQLite path; default
-:func:`edgeexplore.db.default_url`) and refuses a SQLite file that does not exist instead of
+:func:`edgeexplore.store.db.default_url`) and refuses a SQLite file that does not exist instead of
 creating an empty one. Listings return dataclasses; pass ``as_frame=True`` for a pandas
 DataFrame (pandas is an optional dependency)::
 
-    from edgeexplore import query
+    from edgeexplore.analysis import query
     query.list_studies()
     query.list_trials(study="quickstart", where="latency_ms < 10 and accuracy > 0.6",
                       sort="-accuracy", limit=10)
     query.get_trial(12).curve
     query.pareto_front("quickstart", objectives="accuracy:max,latency_ms:min").front
 
-``where`` and ``sort`` use the filter language of :mod:`edgeexplore.filters`; the names they may
+``where`` and ``sort`` use the filter language of :mod:`edgeexplore.analysis.filters`; the names they may
 use are :func:`trial_fields`.
 """
 
@@ -32,12 +32,11 @@ from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, NoSuchTableError, OperationalError
 
-from . import db
-from .config import BLOCKS, NUM_STAGES
-from .errors import EdgeExploreError
+from ..config import BLOCKS, NUM_STAGES
+from ..errors import EdgeExploreError
+from ..store import COMPLETE, Architecture, Environment, TrialResult, db
 from .filters import Field, compile_filter, compile_sort
 from .pareto import Objective, ParetoResult, ReferencePoint, analyse
-from .store import COMPLETE, Architecture, Environment, TrialResult
 
 T, A = TrialResult, Architecture
 
@@ -642,7 +641,7 @@ def preset_points(
     study's stored recipe, data and seed. Objectives left unknown stay ``None`` and the plot
     draws such a preset as a reference line on the axis it knows.
     """
-    from .config import get_preset, parse_resolution
+    from ..config import get_preset, parse_resolution
 
     res = parse_resolution(resolution)
     need = [o.name for o in objectives]
@@ -710,8 +709,8 @@ def _preset_cost(cfg: Any, storage: str | None) -> dict[str, int]:
             A.hash == cfg.hash, A.flops.is_not(None))).first()
     if row is not None:
         return {"params": row[0], "flops": row[1], "activations": row[2]}
-    from .cost import count_cost
-    from .store import upsert_architecture
+    from ..cost import count_cost
+    from ..store import upsert_architecture
 
     cost = count_cost(cfg)
     with db.session_scope(engine.url.render_as_string(hide_password=False)) as s:
@@ -722,7 +721,7 @@ def _preset_cost(cfg: Any, storage: str | None) -> dict[str, int]:
 
 def _measure_preset(cfg: Any, backend: str, studies: Sequence[str], storage: str | None):
     """Time a preset as the trials were timed: same backend, batch, threads and settings."""
-    from .latency import measure_arch
+    from ..latency import measure_arch
 
     q = select(T.backend_settings).where(T.backend == backend, T.backend_settings.is_not(None))
     if studies:
@@ -738,7 +737,7 @@ def _train_preset(name: str, cfg: Any, studies: Sequence[str], storage: str | No
                   ) -> tuple[float, str]:
     """Proxy-train a preset with the study's stored recipe, data and seed (as a trial is), or
     reuse the accuracy of an earlier such training; returns the accuracy and how it was got."""
-    from .preset_trainings import PresetTraining, find
+    from ..store.preset_trainings import PresetTraining, find
 
     engine = open_store(storage)
     with engine.connect() as conn:
@@ -759,9 +758,9 @@ def _train_preset(name: str, cfg: Any, studies: Sequence[str], storage: str | No
     data = study_recipe.get("data") or {}
     if not data.get("spec"):
         raise EdgeExploreError(f"study {row[0]!r} does not record its data; cannot train presets")
-    from .data import load_data
-    from .models import build
-    from .proxy import ProxyRecipe, seed_everything, train_proxy
+    from ..data import load_data
+    from ..models import build
+    from ..training.proxy import ProxyRecipe, seed_everything, train_proxy
 
     proxy = ProxyRecipe.from_dict(json.loads(row[1]))
     seed = int(study_recipe.get("seed", row[2] or 0))

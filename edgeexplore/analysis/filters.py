@@ -32,7 +32,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from .errors import EdgeExploreError
+from ..errors import EdgeExploreError
 
 Kind = Literal["number", "integer", "text", "bool"]
 

@@ -35,8 +35,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selectinload
 
+from ..config import ArchConfig
 from . import db
-from .config import ArchConfig
 
 #: the states a trial result can be in (a plain string column so SQL filters stay readable)
 RUNNING = "running"
@@ -269,7 +269,7 @@ def _version(package: str) -> str | None:
 
 def _git_revision() -> tuple[str | None, bool | None]:
     """The project's git revision (and whether the work tree has changes), if it is a checkout."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None, None
     try:

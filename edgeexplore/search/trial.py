@@ -1,6 +1,6 @@
 """One trial of a study: what happens between Optuna's ``ask`` and ``tell``.
 
-Kept apart from the loop in :mod:`edgeexplore.study` so the loop only handles budgets, workers and
+Kept apart from the loop in :mod:`edgeexplore.search.study` so the loop only handles budgets, workers and
 crashes, and this module only turns one sampled architecture into one stored result.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy import update
 
-from . import db, store
-from .config import ArchConfig
-from .errors import ConfigError, EdgeExploreError
+from .. import store
+from ..config import ArchConfig
+from ..errors import ConfigError, EdgeExploreError
+from ..store import TrialResult, db
 from .recipe import StudyRecipe
-from .store import TrialResult
 
 
 class TrialRunner:
@@ -25,7 +25,7 @@ class TrialRunner:
 
     def __init__(self, recipe: StudyRecipe, url: str, study: str, env_id: int,
                  progress: bool = True) -> None:
-        from .proxy import ProxyRecipe
+        from ..training.proxy import ProxyRecipe
 
         self.recipe = recipe
         self.url = url
@@ -43,7 +43,7 @@ class TrialRunner:
                 state=state, reason=reason, finished_at=db.utcnow()))
 
     def _data(self, cfg: ArchConfig):
-        from .data import load_data
+        from ..data import load_data
 
         r = self.recipe
         return load_data(r.data, resolution=cfg.resolution, subset=r.subset,
@@ -52,7 +52,7 @@ class TrialRunner:
     def num_classes(self) -> int:
         r = self.recipe
         res = r.resolution or r.space.resolution[0]
-        from .data import load_data
+        from ..data import load_data
 
         return load_data(r.data, resolution=res, subset=r.subset, val_subset=r.val_subset,
                          seed=r.seed).num_classes
@@ -136,12 +136,12 @@ class TrialRunner:
             if row is not None and row.flops is not None:
                 return SimpleNamespace(params=row.params, flops=row.flops,
                                        activations=row.activations, per_stage=row.per_stage)
-        from .cost import count_cost
+        from ..cost import count_cost
 
         return count_cost(cfg)
 
     def _latency(self, cfg: ArchConfig, backend: str) -> Any:
-        from .latency import measure_arch
+        from ..latency import measure_arch
 
         s = dict(self.recipe.backend_settings)
         batch, threads = int(s.pop("batch", 1)), s.pop("threads", None)
@@ -151,8 +151,8 @@ class TrialRunner:
                             storage=self.url, **s)
 
     def _train(self, cfg: ArchConfig, outcome: Any) -> dict[str, Any]:
-        from .models import build
-        from .proxy import DivergedError, early_stopper, seed_everything, train_proxy
+        from ..models import build
+        from ..training.proxy import DivergedError, early_stopper, seed_everything, train_proxy
 
         r = self.recipe
         data = self._data(cfg)

@@ -1,7 +1,7 @@
 """Pareto fronts, hypervolume, knee points and trade-off plots over stored objectives.
 
 Everything here works on a plain ``(n_points, n_objectives)`` array of objective values plus the
-objectives' directions; the store is :mod:`edgeexplore.query`'s business.
+objectives' directions; the store is :mod:`edgeexplore.analysis.query`'s business.
 
 * **Front.** Optuna's own non-domination test (``optuna.study._multi_objective._is_pareto_front``,
   the function behind ``study.best_trials``) on the values turned into losses (maximised
@@ -35,7 +35,7 @@ import numpy as np
 from optuna._hypervolume import compute_hypervolume
 from optuna.study._multi_objective import _is_pareto_front
 
-from .errors import EdgeExploreError
+from ..errors import EdgeExploreError
 
 Direction = Literal["min", "max"]
 

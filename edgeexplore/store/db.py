@@ -26,7 +26,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from .errors import EdgeExploreError
+from ..errors import EdgeExploreError
 
 T = TypeVar("T")
 
@@ -161,10 +161,10 @@ def _import_table_modules() -> None:
 #: Modules that declare tables on :class:`Base`; each registers here so every entry point
 #: creates the full schema.
 TABLE_MODULES: list[str] = [
-    "edgeexplore.store",
+    "edgeexplore.store.schema",
     "edgeexplore.latency.cache",
     "edgeexplore.ablation.tables",
-    "edgeexplore.preset_trainings",
+    "edgeexplore.store.preset_trainings",
 ]
 
 

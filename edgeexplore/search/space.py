@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .config import BLOCKS, NUM_STAGES, ArchConfig, StageConfig, parse_resolution
-from .errors import ConfigError, reject_unknown_keys
-from .yamlfile import read_yaml
+from ..config import BLOCKS, NUM_STAGES, ArchConfig, StageConfig, parse_resolution
+from ..errors import ConfigError, reject_unknown_keys
+from ..yamlfile import read_yaml
 
 #: stage keys a space may set, each a fixed value, a list of choices or a {low, high} range
 STAGE_KEYS = ("depth", "width", "heads", "head_dim", "mlp_ratio", "sample_rate", "block")
@@ -667,7 +667,7 @@ def list_spaces(folder: str | Path | None = None) -> list[Path]:
 
 def spaces_dir() -> Path:
     """``search_spaces/`` of the checkout, or the copy shipped inside the package."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the edgeexplore package
     for cand in (here.parent / "search_spaces", here / "resources" / "search_spaces"):
         if cand.is_dir():
             return cand

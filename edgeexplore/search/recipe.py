@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .config import PRESETS, parse_resolution
-from .errors import ConfigError, reject_unknown_keys
+from ..config import PRESETS, parse_resolution
+from ..errors import ConfigError, reject_unknown_keys
+from ..yamlfile import read_yaml
 from .space import SearchSpace, resolve_space
-from .yamlfile import read_yaml
 
 TOP_KEYS = (
     "name", "description", "space", "resolution", "data", "proxy", "objectives", "backend",
@@ -260,7 +260,7 @@ def _objectives(raw: Any) -> tuple[Objective, ...]:
 def _check_proxy(proxy: dict[str, Any]) -> dict[str, Any]:
     """Validate against ProxyRecipe when the proxy module is there; keep the plain dict."""
     try:
-        from .proxy import ProxyRecipe
+        from ..training.proxy import ProxyRecipe
     except ImportError:  # pragma: no cover - only while the proxy module is being written
         return dict(proxy)
     try:
@@ -273,7 +273,7 @@ def _check_proxy(proxy: dict[str, Any]) -> dict[str, Any]:
 
 def studies_dir() -> Path:
     """``studies/`` of the checkout, or the copy shipped inside the package."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the edgeexplore package
     for cand in (here.parent / "studies", here / "resources" / "studies"):
         if cand.is_dir():
             return cand

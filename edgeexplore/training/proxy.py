@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import interrupts
-from .data import DataBundle, TensorSplit, augment_batch, normalise_batch
-from .data.bundle import num_batches
-from .errors import ConfigError, EdgeExploreError
+from .. import interrupts
+from ..data import DataBundle, TensorSplit, augment_batch, normalise_batch
+from ..data.bundle import num_batches
+from ..errors import ConfigError, EdgeExploreError
 
 #: In-memory datasets up to this size are copied to the GPU once per run.
 DEVICE_COPY_LIMIT = 2 * 2**30

@@ -40,11 +40,11 @@ import optuna
 from sqlalchemy import and_, delete, event, func, not_, select, update
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from . import db, interrupts, store
-from .config import PRESETS, ArchConfig
-from .errors import ConfigError, EdgeExploreError, reject_unknown_keys
+from .. import interrupts, store
+from ..config import PRESETS, ArchConfig
+from ..errors import ConfigError, EdgeExploreError, reject_unknown_keys
+from ..store import TrialResult, db
 from .recipe import Objective, StudyRecipe
-from .store import TrialResult
 
 #: seconds between heartbeats of a running trial, and how long one may be silent before it is
 #: considered dead (only used across hosts; on one host a dead pid is recognised at once)
@@ -297,7 +297,7 @@ def make_sampler(recipe: StudyRecipe, seed: int) -> optuna.samplers.BaseSampler:
 
 def _nni_sampler(recipe: StudyRecipe, seed: int, opts: dict[str, Any]
                  ) -> optuna.samplers.BaseSampler:
-    """NNI's evolution tuner in-process (edgeexplore.nni_sampler; nni is an optional extra)."""
+    """NNI's evolution tuner in-process (edgeexplore.search.nni_sampler; nni is an optional extra)."""
     from .nni_sampler import OPTIONS, NNIEvolutionSampler
 
     reject_unknown_keys(opts, OPTIONS, "sampler nni-evolution")
@@ -650,7 +650,7 @@ def _run_workers(recipe: StudyRecipe, name: str, url: str, workers: int, target:
 
 def _check_data(recipe: StudyRecipe) -> None:
     """Load the data once before any trial, so a missing folder is one clear error up front."""
-    from .data import load_data
+    from ..data import load_data
 
     load_data(recipe.data, resolution=recipe.resolution or recipe.space.resolution[0],
               subset=recipe.subset, val_subset=recipe.val_subset, seed=recipe.seed)

@@ -1,0 +1,1 @@
+"""The search: spaces, study recipes, samplers, and the study loop with its workers."""

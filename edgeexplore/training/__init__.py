@@ -1,0 +1,1 @@
+"""Training: the short proxy training a search uses to rank architectures."""
