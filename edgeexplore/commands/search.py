@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import store
@@ -173,7 +174,7 @@ def spaces(space: str | None) -> None:
     table.add_column("parameter")
     table.add_column("values", overflow="fold")
     for k, v in sp.rows():
-        table.add_row(k, v)
+        table.add_row(escape(k), escape(v))  # values are data, not rich markup
     console.print(table)
 
 
