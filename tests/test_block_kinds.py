@@ -145,19 +145,21 @@ def test_toy_kind_in_a_space_is_sampled_only_where_it_matters(dwres, tmp_path):
         study.tell(trial, 0.0)
     assert seen == {(3, 1), (3, 2), (5, 1)}
 
-    out = _spaces_cli(path)
+    out = _spaces_cli(str(path))
     assert "dwres (kernel {3, 5}; dilation {1, 2})" in out
+    listing = _spaces_cli()
+    assert "│ dwres " in listing and "kernel=3, dilation=1" in listing
     assert "| `dwres` | `kernel` `3` \\| `5`, default `3`: depthwise kernel<br>`dilation` `1` \\| " \
         "`2`, default `1` (only with kernel `3`): dilation | — | — |" in markdown_table()
 
 
-def _spaces_cli(path: Path) -> str:
-    """``edgeexplore spaces FILE`` in this process (the toy kind exists only here)."""
+def _spaces_cli(*args: str) -> str:
+    """``edgeexplore spaces [FILE]`` in this process (the toy kind exists only here)."""
     from click.testing import CliRunner
 
     from edgeexplore.cli import cli
 
-    result = CliRunner().invoke(cli, ["spaces", str(path)], terminal_width=200)
+    result = CliRunner().invoke(cli, ["spaces", *args], terminal_width=200)
     assert result.exit_code == 0, result.output
     return result.output
 
