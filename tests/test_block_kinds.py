@@ -100,6 +100,7 @@ stages:
   - {depth: [1, 2], width: 16, block: {dwres: {kernel: [3, 5], dilation: [1, 2]}, lgl: {}}}
   - {depth: 1, width: 16, block: {dwres: {kernel: 3, dilation: [1, 2]}}}
   - {depth: 1, width: 32}
+constraints: {max_params: 5M}
 """
 
 RECIPE = """
@@ -128,6 +129,7 @@ def test_toy_kind_in_a_space_is_sampled_only_where_it_matters(dwres, tmp_path):
     assert rows["stage2.block"] == "dwres (kernel {3, 5}; dilation {1, 2}) | lgl"
     assert rows["stage2.sample_rate"] == "1 (lgl)"
     assert "stage3.sample_rate" not in rows  # no block of stage 3 samples a rate
+    assert rows["constraint max_params"] == "5000000"
 
     import optuna
 

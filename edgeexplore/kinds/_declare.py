@@ -118,6 +118,9 @@ class BlockKind:
                 raise ValueError(f"block kind {self.name!r}: option {key!r} depends on "
                                  f"{opt.when.option!r}, which must be declared before it")
             seen.add(key)
+            if opt.sampled_only and not self.samples_rate:
+                raise ValueError(f"block kind {self.name!r}: option {key!r} is sampled_only, "
+                                 "but the kind samples no rate (it would never matter)")
 
     def defaults(self) -> dict[str, Any]:
         return {k: o.default for k, o in self.options.items()}
