@@ -191,6 +191,14 @@ def test_readme_table_is_what_the_declarations_render():
     )
 
 
+def test_write_regenerates_a_stale_readme_table(tmp_path):
+    readme = tmp_path / "README.md"
+    fresh = (ROOT / "README.md").read_text()
+    readme.write_text(fresh.replace("| `sra` |", "| `sra` (stale) |"))
+    subprocess.run([sys.executable, "-m", "edgeexplore.kinds", "--write", str(readme)], check=True)
+    assert readme.read_text() == fresh
+
+
 def test_config_declares_the_builtin_kinds_without_torch():
     code = ("import sys, edgeexplore.config as c; "
             "print(list(c.BLOCKS), list(c.MACROS), 'torch' in sys.modules)")
