@@ -658,7 +658,7 @@ def load_report(
     from ..store.ablations import Ablation
 
     url = db.normalise_url(storage)
-    with db.session_scope(url) as s:
+    with db.open_store(url, create=False).session() as s:  # reading never creates a store
         ab = s.scalar(select(Ablation).where(Ablation.name == name))
         if ab is None:
             raise EdgeExploreError(f"no ablation named {name!r} in {db.shown(url)}")

@@ -148,19 +148,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     found = _stores.get(url)
     if found is not None:
         return found
-    parsed = make_url(url)
-    if not create and parsed.get_backend_name() == "sqlite" and parsed.database not in (
-            None, "", ":memory:") and not Path(parsed.database).expanduser().is_file():
-        raise EdgeExploreError(f"no database at {Path(parsed.database).expanduser()} "
-                               "(run `edgeexplore search` first, or pass --storage)")
-    # Look before touching: a file that is not ours must stay byte-identical (no WAL switch).
-    probe = _new_engine(url, pragmas=False)
-    try:
-        migrate.check(probe, url, create=create)
-    except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
-        raise EdgeExploreError(f"cannot open the store {shown(url)}: {error_reason(e)}") from None
-    finally:
-        probe.dispose()
+    probe(url, create=create)
     engine = _new_engine(url, pragmas=True)
     try:
         migrate.upgrade(engine, url)
@@ -169,6 +157,26 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
         raise
     store = _stores[url] = Store(url, engine)
     return store
+
+
+def probe(url: str, *, create: bool) -> str | None:
+    """Check, without writing anything, that ``url`` is (``create``: or can become) our store;
+    returns the schema revision recorded in it (None: none yet)."""
+    from . import migrate
+
+    parsed = make_url(url)
+    if not create and parsed.get_backend_name() == "sqlite" and parsed.database not in (
+            None, "", ":memory:") and not Path(parsed.database).expanduser().is_file():
+        raise EdgeExploreError(f"no database at {Path(parsed.database).expanduser()} "
+                               "(run `edgeexplore search` first, or pass --storage)")
+    # No pragmas: a file that is not ours must stay byte-identical (not even a WAL switch).
+    engine = _new_engine(url, pragmas=False)
+    try:
+        return migrate.check(engine, url, create=create)
+    except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
+        raise EdgeExploreError(f"cannot open the store {shown(url)}: {error_reason(e)}") from None
+    finally:
+        engine.dispose()
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -81,15 +81,16 @@ def _too_new(url: str, revision: str) -> EdgeExploreError:
         f"edgeexplore than this one (whose newest is {head()!r}): upgrade edgeexplore to use it")
 
 
-def check(engine: Engine, url: str, *, create: bool) -> None:
-    """Refuse, before anything is written, a database that is not (or cannot become) our store."""
+def check(engine: Engine, url: str, *, create: bool) -> str | None:
+    """Refuse, before anything is written, a database that is not (or cannot become) our store;
+    returns the revision recorded in it."""
     with engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
         revision = current(conn) if VERSION_TABLE in tables else None
     if not tables & our_tables():
         if not create:
-            raise EdgeExploreError(f"{db.shown(url)} holds no edgeexplore store (none of its "
-                                   "tables); pass --storage of a store `edgeexplore search` wrote")
+            raise EdgeExploreError(f"{db.shown(url)} holds no edgeexplore store (no table of "
+                                   "ours): pass --storage of a store edgeexplore wrote")
         if tables and not OPTUNA_TABLES <= tables:
             raise EdgeExploreError(
                 f"{db.shown(url)} is a database of another application (tables "
@@ -97,6 +98,7 @@ def check(engine: Engine, url: str, *, create: bool) -> None:
                 "edgeexplore will not add its tables to it: pass a new file as --storage")
     if revision is not None and not known(revision):
         raise _too_new(url, revision)
+    return revision
 
 
 def upgrade(engine: Engine, url: str) -> tuple[str | None, str]:
