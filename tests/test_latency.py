@@ -221,9 +221,9 @@ def test_cache_hit_avoids_measuring_again(tmp_path, monkeypatch):
     assert len(calls) == 4 and not forced.cached
     assert measure_arch(cfg, store=db, **QUICK).samples_ms == forced.samples_ms  # replaced
 
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    with create_engine(f"sqlite:///{db}").connect() as conn:
+    with db.engine.connect() as conn:
         rows = conn.execute(text("select arch_hash, input_shape, batch, backend, median_ms, "
                                  "count from latency_measurements")).all()
     assert len(rows) == 3 and {r.input_shape for r in rows} == {"1x3x64x64", "2x3x64x64"}
