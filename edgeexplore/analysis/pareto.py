@@ -29,34 +29,17 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from optuna._hypervolume import compute_hypervolume
 from optuna.study._multi_objective import _is_pareto_front
 
 from ..errors import EdgeExploreError
-
-Direction = Literal["min", "max"]
+from ..objectives import Objective
 
 #: share of the observed range added beyond the worst value to place the reference point
 REFERENCE_MARGIN = 0.10
-
-
-@dataclass(frozen=True)
-class Objective:
-    """A stored metric and whether smaller or larger is better."""
-
-    name: str
-    direction: Direction
-
-    @property
-    def sign(self) -> float:
-        """+1 for minimised objectives, -1 for maximised ones (loss = sign × value)."""
-        return 1.0 if self.direction == "min" else -1.0
-
-    def __str__(self) -> str:
-        return f"{self.name}:{self.direction}"
 
 
 #: how an objective is shown: axis label, unit, factor from stored value to displayed value

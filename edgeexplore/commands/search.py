@@ -101,7 +101,13 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
     import optuna
 
     from ..search.recipe import StudyRecipe, resolve_recipe
-    from ..search.study import StudyInterrupted, parse_budget, run_study, summary_rows
+    from ..search.study import (
+        StudyInterrupted,
+        parse_budget,
+        resume_command,
+        run_study,
+        summary_rows,
+    )
 
     # our own per-trial lines replace Optuna's INFO log
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -127,20 +133,19 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
         console.print(_trial_line(o))
 
     try:
-        summary = run_study(recipe, b, name=name, storage=storage, workers=workers,
+        run = run_study(recipe, b, name=name, storage=storage, workers=workers,
                             progress=not quiet, report=report, on_start=on_start)
     except StudyInterrupted as e:
         # Ctrl-C is not an error: say what is kept and how to go on, exit like a shell does
         click.echo(f"Stopped by Ctrl-C: {e}", err=True)
         raise click.Abort from None  # the CLI's entry point exits with status 130
-    rows = summary_rows(summary.storage, summary.name)
+    rows = summary_rows(run.storage, run.study.name)
     shown = [r for r in rows if r.state != store.INFEASIBLE][-20:]
-    console.print(_summary_table(shown, f"study {summary.name}: last {len(shown)} trials"))
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
+    console.print(_summary_table(shown, f"study {run.study.name}: last {len(shown)} trials"))
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(run.study.states.items()))
     console.print(
-        f"{len(summary.ran)} trials this run in {summary.seconds:.0f}s; the study has {counts}. "
-        f"Extend it: edgeexplore search {summary.recipe.label} --name {summary.name} "
-        f"--budget N"
+        f"{len(run.ran)} trials this run in {run.seconds:.0f}s; the study has {counts}. "
+        f"Extend it: {resume_command(run)}"
     )
 
 
