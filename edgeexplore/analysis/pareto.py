@@ -37,6 +37,7 @@ from optuna.study._multi_objective import _is_pareto_front
 
 from ..errors import EdgeExploreError
 from ..objectives import Objective
+from ..units import human_count
 
 #: share of the observed range added beyond the worst value to place the reference point
 REFERENCE_MARGIN = 0.10
@@ -68,9 +69,11 @@ def axis_label(obj: Objective) -> str:
 
 
 def format_value(name: str, value: float | None) -> str:
-    """A stored value in display units, e.g. accuracy 0.7123 → '71.23 %'."""
+    """A stored value in display units, e.g. accuracy 0.7123 → '71.23 %', flops → '5.61 M'."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "-"
+    if name in ("flops", "params", "activations"):
+        return human_count(value)  # the unit follows the size (5.61 M, 1.92 G)
     _, unit, scale = display(name)
     v = value * scale
     text = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"

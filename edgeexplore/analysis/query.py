@@ -18,8 +18,6 @@ use are :func:`trial_fields`.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -38,6 +36,7 @@ from ..objectives import DEFAULT_OBJECTIVES, Objective
 from ..objectives import parse_objectives as _parse
 from ..store import COMPLETE, Architecture, Environment, TrialResult, db
 from ..study_summary import StudySummary, iso_time, optuna_study_attrs, summarise_studies
+from ..tabular import to_csv, to_json
 from .filters import Field, compile_filter, compile_sort
 from .pareto import ParetoResult, ReferencePoint, analyse
 
@@ -195,7 +194,8 @@ def _trial_query(columns: list[Any], study, where, sort, limit, states=None):
     if limit is not None:
         if limit < 0:
             raise EdgeExploreError(f"--limit must be zero or positive, not {limit}")
-        q = q.limit(limit)
+        if limit > 0:  # 0 means no limit, as in `pareto --limit 0`
+            q = q.limit(limit)
     return q
 
 
@@ -364,20 +364,10 @@ def export_trials(
         keys = list(result.keys())
         rows = [dict(zip(keys, r)) for r in result]
     for r in rows:
-        for k, v in r.items():
-            if hasattr(v, "isoformat"):
-                r[k] = iso_time(v)
-    if format == "json":
-        for r in rows:
-            for k in _JSON_COLUMNS & r.keys():
-                r[k] = _loads(r[k], r[k])
-        text = json.dumps(rows, indent=1, default=str) + "\n"
-    else:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buf.getvalue()
+        for k in _JSON_COLUMNS & r.keys():
+            r[k] = _loads(r[k], r[k])
+    # one rule for every CSV/JSON the program writes (nested values stay JSON text in CSV)
+    text = to_csv(rows, keys) if format == "csv" else to_json(rows, keys)
     if output is not None:
         try:
             Path(output).write_text(text, encoding="utf-8")
