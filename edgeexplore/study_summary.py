@@ -19,6 +19,8 @@ from .objectives import DEFAULT_OBJECTIVES, Objective, make_objective, normalise
 from .store import COMPLETE, TrialResult
 
 T = TrialResult
+#: the longest study name accepted (names go in table cells, file names and shell commands)
+MAX_NAME = 200
 
 
 @dataclass
@@ -32,6 +34,15 @@ class StudySummary:
     best: dict[str, float | None] = field(default_factory=dict)
     first_trial: str | None = None
     last_trial: str | None = None
+
+
+def check_study_name(name: str) -> str:
+    """``name`` if it can name a study: 1 to MAX_NAME printable characters, not all blank."""
+    if not name.strip() or len(name) > MAX_NAME or not name.isprintable():
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise ConfigError(f"a study name must be 1 to {MAX_NAME} printable characters, not "
+                          f"blank and without control characters ({len(name)} given: {shown!r})")
+    return name
 
 
 def optuna_study_attrs(engine: Engine) -> dict[str, dict[str, Any]]:
@@ -116,4 +127,4 @@ def iso_time(value: Any) -> str | None:
     return str(value)[:19]
 
 
-__all__ = ["StudySummary", "iso_time", "optuna_study_attrs", "stored_objectives", "summarise_studies"]
+__all__ = ["MAX_NAME", "StudySummary", "check_study_name", "iso_time", "optuna_study_attrs", "stored_objectives", "summarise_studies"]

@@ -46,7 +46,7 @@ from ..config import PRESETS, ArchConfig
 from ..errors import ConfigError, EdgeExploreError, reject_unknown_keys
 from ..objectives import Objective
 from ..store import TrialResult, db
-from ..study_summary import StudySummary, summarise_studies
+from ..study_summary import StudySummary, check_study_name, summarise_studies
 from .recipe import StudyRecipe
 
 #: seconds between heartbeats of a running trial, and how long one may be silent before it is
@@ -563,7 +563,7 @@ def run_study(
 ) -> SearchRun:
     """Run (or resume and extend) the study ``name`` for ``budget`` more trials or time."""
     started = time.time()
-    name = name or recipe.name
+    name = check_study_name(name or recipe.name)
     url = db.normalise_url(storage)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
