@@ -146,7 +146,8 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
     counts = ", ".join(f"{v} {k}" for k, v in sorted(run.study.states.items()))
     console.print(
         f"{len(run.ran)} trials this run in {run.seconds:.0f}s; the study has {counts}. "
-        f"Extend it: {resume_command(run)}"
+        f"Extend it: {resume_command(run)}",
+        soft_wrap=True,  # the command stays one line, to copy whole
     )
 
 

@@ -563,7 +563,7 @@ def run_study(
 ) -> SearchRun:
     """Run (or resume and extend) the study ``name`` for ``budget`` more trials or time."""
     started = time.time()
-    name = check_study_name(name or recipe.name)
+    name = check_study_name(recipe.name if name is None else name)
     url = db.normalise_url(storage)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
