@@ -15,13 +15,9 @@ from typing import Any
 import click
 from rich.text import Text
 
-from ..analysis.pareto import display
 from ..tabular import columns_of, to_csv, to_json
-from ..units import human_count
+from ..units import COUNTS, display, human_count
 from .options import console
-
-#: stored counts shown with an automatic K/M/G unit in tables
-COUNTS = ("flops", "params", "activations")
 
 
 def cell_text(value: Any) -> str:

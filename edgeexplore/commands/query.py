@@ -15,8 +15,9 @@ import numpy as np
 from rich.text import Text
 
 from ..analysis import query
-from ..analysis.pareto import DISPLAY, ParetoResult, format_value
+from ..analysis.pareto import ParetoResult
 from ..errors import EdgeExploreError
+from ..units import DISPLAY, format_value
 from .options import console, format_option, limit_option, storage_option
 from .output import Column, cell_text, emit, metric_text
 
