@@ -11,7 +11,7 @@ from rich.text import Text
 from .. import store
 from ..errors import EdgeExploreError
 from ..store import db
-from ..units import human_count
+from ..units import format_value, human_count
 from .options import console as make_console
 from .options import format_option, storage_option
 from .output import Column, emit
@@ -135,7 +135,7 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
 
     try:
         run = run_study(recipe, b, name=name, storage=storage, workers=workers,
-                            progress=not quiet, report=report, on_start=on_start)
+                        progress=not quiet, report=report, on_start=on_start)
     except StudyInterrupted as e:
         # Ctrl-C is not an error: say what is kept and how to go on, exit like a shell does
         click.echo(f"Stopped by Ctrl-C: {e}", err=True)
@@ -144,8 +144,11 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
     shown = [r for r in rows if r.state != store.INFEASIBLE][-20:]
     console.print(_summary_table(shown, f"study {run.study.name}: last {len(shown)} trials"))
     counts = ", ".join(f"{v} {k}" for k, v in sorted(run.study.states.items()))
+    best = ", ".join(f"{k} {format_value(k, v)}" for k, v in run.study.best.items()
+                     if v is not None)
     console.print(
-        f"{len(run.ran)} trials this run in {run.seconds:.0f}s; the study has {counts}. "
+        f"{len(run.ran)} trials this run in {run.seconds:.0f}s; the study has {counts}"
+        f"{f' (best {best})' if best else ''}. "
         f"Extend it: {resume_command(run)}",
         soft_wrap=True,  # the command stays one line, to copy whole
     )
@@ -153,7 +156,8 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
 
 SPACE_COLUMNS = [
     Column("name"), Column("file"),
-    Column("combinations", show=lambda n: "∞" if n is None else f"{n:.2e}", right=True),
+    Column("combinations", show=lambda n: "∞" if n is None else f"{n:.2e}" if n else "-",
+           right=True),
     Column("presets", "presets inside", lambda p: ", ".join(p) if p else "-"),
     Column("description"), Column("problem"),
 ]
@@ -166,7 +170,7 @@ def spaces(space: str | None, fmt: str) -> None:
     """List the shipped search spaces, or show the parameters of SPACE (a name or a file).
 
     Combinations null (∞ in the table) means unbounded: a parameter takes a continuous range. A
-    space file that cannot be read is listed with its problem.
+    space file that cannot be read is listed with its problem (and 0 combinations).
     """
     from ..config import PRESETS
     from ..search.space import list_spaces, resolve_space
