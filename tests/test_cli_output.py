@@ -137,3 +137,9 @@ def test_measure_csv_is_one_row_with_the_json_fields():
     assert len(rows) == 1 and list(rows[0]) == list(obj)
     assert json.loads(rows[0]["config"]) == obj["config"]
     assert rows[0]["latency"] == "" and obj["latency"] is None
+
+
+def test_ablation_csv_writes_booleans_as_csv_not_python(storage):
+    rows = list(csv.DictReader(io.StringIO(run("ablation-show", "t", "--storage", storage,
+                                               "--format", "csv"))))
+    assert [r["baseline"] for r in rows] == ["true", "false", "false"]

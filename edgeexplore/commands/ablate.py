@@ -19,6 +19,7 @@ from ..ablation import (
 )
 from ..ablation.runner import DEFAULT_DATA, QUICK
 from ..errors import ConfigError, EdgeExploreError
+from ..tabular import to_csv
 from .options import console as _console
 from .options import storage_option
 
@@ -277,8 +278,6 @@ def _show_plan(plan, fmt, output) -> None:
             }
         )
     if fmt in ("json", "csv", "markdown") or output is not None:
-        import csv
-        import io
         import json
 
         fmt = fmt or _EXT_FORMATS.get(output.suffix.lower(), "json")
@@ -297,11 +296,7 @@ def _show_plan(plan, fmt, output) -> None:
                 + "\n"
             )
         elif fmt == "csv":
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-            w.writeheader()
-            w.writerows(rows)
-            text = buf.getvalue()
+            text = to_csv(rows)
         else:
             text = (
                 "| variant | adjustment | FLOPs (G) | vs target | params (M) |\n"
