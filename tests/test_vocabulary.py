@@ -117,6 +117,10 @@ def test_search_hint_runs_on_the_same_store_and_names_print_as_written(tmp_path,
                  str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"study {name}" in out
+    con = sqlite3.connect(path)
+    (arch,) = con.execute("SELECT arch_hash FROM trial_results").fetchone()
+    con.close()
+    assert f"[{arch[:8]}]" in out  # a hash in brackets is text, not a style to drop
     hint = next(line for line in out.splitlines() if "Extend it: " in line)
     words = shlex.split(hint.split("Extend it: ", 1)[1].replace(" --budget N", ""))
     assert words[words.index("--name") + 1] == name
