@@ -44,7 +44,8 @@ def json_alias(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def limit_option(default: int | None = None, what: str = "rows") -> Decorator:
     return click.option(
-        "--limit", type=click.IntRange(min=0), default=default, show_default=default is not None,
+        "--limit", type=click.IntRange(min=0), default=default, metavar="N",
+        show_default=default is not None,
         help=f"Show at most N {what}; 0 for all.",
     )
 
