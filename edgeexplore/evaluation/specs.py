@@ -124,9 +124,10 @@ class LatencySpec:
     def measure(self, cfg: ArchConfig, storage: str) -> Any:
         """Time ``cfg`` (cached in the store per architecture, input, backend, settings, device)."""
         from ..latency import measure_arch
+        from ..store import db
 
         return measure_arch(cfg, backend=self.backend, batch=self.batch, threads=self.threads,
-                            storage=storage, **self.settings)
+                            store=db.open_store(storage), **self.settings)
 
 
 @dataclass(frozen=True)
