@@ -1,6 +1,7 @@
 """The search loop: sample → validate → cost → constraints → latency → proxy training → store.
 
-One Optuna study per name, in the same SQLite file as our tables (README.md ("The store")). Each trial:
+One Optuna study per name, in the same SQLite file as our tables (README.md ("The store")). Each
+trial is one :func:`edgeexplore.evaluation.evaluate` (see :mod:`edgeexplore.search.trial`):
 
 1. the space suggests an :class:`ArchConfig` (invalid values → ``infeasible``, never trained);
 2. params/FLOPs are counted and the space's hard limits checked (``infeasible`` with the reason);
@@ -43,7 +44,14 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from .. import interrupts, store
 from ..config import PRESETS, ArchConfig
 from ..errors import ConfigError, EdgeExploreError, reject_unknown_keys
-from ..evaluation import INTERRUPTED, Outcome, failure_reason, new_trial_row
+from ..evaluation import (
+    INTERRUPTED,
+    LatencySpec,
+    Outcome,
+    TrainingSpec,
+    failure_reason,
+    new_trial_row,
+)
 from ..objectives import Objective
 from ..store import TrialResult, db
 from ..study_summary import StudySummary, check_study_name, summarise_studies
@@ -390,14 +398,15 @@ class _Heartbeat:
         self.thread.join(timeout=5)
 
 
-def _reserve(url: str, name: str, target: int | None, env_id: int, runner: Any) -> int | None:
+def _reserve(url: str, name: str, target: int | None, env_id: int, training: TrainingSpec,
+             latency: LatencySpec) -> int | None:
     """Insert this worker's ``running`` row; None when the trial budget is already used.
 
     Rows get increasing ids, so counting the budget-using rows *before* ours decides exactly
     which of several racing workers may go on: no overshoot, no "database is locked".
     """
     with db.session_scope(url) as s:
-        row = new_trial_row(name, runner.training, runner.latency, env_id)
+        row = new_trial_row(name, training, latency, env_id)
         s.add(row)
         s.flush()
         row_id = row.id
@@ -441,7 +450,8 @@ def _worker(ctx: _Context) -> list[Outcome]:
                 f"{infeasible_run} samples in a row broke the space's constraints or were not "
                 "valid architectures; widen the space or relax its constraints"
             )
-        row_id = _reserve(ctx.url, ctx.name, ctx.target, env_id, runner)
+        row_id = _reserve(ctx.url, ctx.name, ctx.target, env_id, runner.training,
+                          runner.latency)
         if row_id is None:
             break
         with _quiet_optuna():
