@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -43,7 +44,7 @@ class Collect(Recorder):
     def write(self, session, outcome) -> None:
         self.events.append(("write", outcome.state))
 
-    def failed(self, reason: str) -> None:
+    def failed(self, reason: str, outcome) -> None:
         self.events.append(("failed", reason))
 
 
@@ -182,6 +183,31 @@ def test_diverged_and_interrupted(url, monkeypatch):
     monkeypatch.undo()
     again = evaluate(ARCH, Collect(), training=spec, storage=url, progress=False)
     assert again.state == "complete" and not again.reused
+
+
+def test_interrupted_training_keeps_its_architecture_and_curve_so_far(url, monkeypatch):
+    """Ctrl-C in the second epoch: the failed row keeps arch_hash, cost and the first epoch."""
+    from edgeexplore.training import proxy
+
+    real, calls = proxy._evaluate, []
+
+    def interrupted_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(proxy, "_evaluate", interrupted_in_epoch_two)
+    spec = TrainingSpec.proxy({**RECIPE, "epochs": 3}, DATA)
+    row_id = _row(url, "a", spec)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(ARCH, TrialRow(url, row_id), training=spec, storage=url, progress=False)
+    with db.session_scope(url) as s:
+        row = s.get(store.TrialResult, row_id)
+        assert (row.state, row.reason) == ("failed", "interrupted by Ctrl-C")
+        assert row.arch_hash == ARCH.hash and row.architecture.flops == row.flops > 0
+        assert row.epochs == 1 and [p["epoch"] for p in json.loads(row.curve)] == [1]
+        assert row.finished_at is not None
 
 
 def test_search_result_is_reused_by_an_ablation_run_and_a_preset_point(tmp_path, trainings):

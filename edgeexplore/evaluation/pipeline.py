@@ -15,7 +15,9 @@ Stages, each skipped when not asked for and each timed into ``Outcome.timings``:
 5. **store**: the architecture and the caller's row in one transaction.
 
 Any exception (Ctrl-C included) is first reported to the recorder, so the row says ``failed``
-with the reason, then raised again.
+with the reason, then raised again. What was known by then stays with the row: the architecture
+(stored, so its hash can be kept and the trial re-run), its cost and latency, and the per-epoch
+curve of the epochs finished before the interruption.
 """
 
 from __future__ import annotations
@@ -64,14 +66,32 @@ def evaluate(
     url = db.normalise_url(storage)
     started = time.perf_counter()
     out = Outcome(store.RUNNING)
+    known = _Known()
     try:
-        cfg, cost = _stages(arch, out, recorder, url, training, latency, limits, early_stop,
-                            data, progress)
+        cfg, cost = _stages(arch, out, known, recorder, url, training, latency, limits,
+                            early_stop, data, progress)
         _store(out, cfg, cost, url, recorder, started)
     except BaseException as e:
-        recorder.failed(failure_reason(e))
+        _store_failure(out, known, url, recorder, failure_reason(e))
         raise
     return out
+
+
+class _Known:
+    """The architecture and its cost as soon as the stages know them (a failure keeps them)."""
+
+    cfg: ArchConfig | None = None
+    cost: Any = None
+
+
+def _store_failure(out: Outcome, known: _Known, url: str, recorder: Recorder,
+                   reason: str) -> None:
+    out.state, out.reason = store.FAILED, reason
+    if known.cfg is not None:
+        # the row's arch_hash needs the architecture's row (a foreign key)
+        with db.session_scope(url) as s:
+            store.upsert_architecture(s, known.cfg, known.cost)
+    recorder.failed(reason, out)
 
 
 @contextmanager
@@ -83,8 +103,10 @@ def _timed(out: Outcome, name: str) -> Iterator[None]:
         out.timings[name] = time.perf_counter() - t
 
 
-def _stages(arch, out, recorder, url, training, latency, limits, early_stop, data, progress):
-    """Run the stages into ``out``; returns the architecture and its cost (None where unknown)."""
+def _stages(arch, out, known, recorder, url, training, latency, limits, early_stop, data,
+            progress):
+    """Run the stages into ``out`` (and ``known``); returns the architecture and its cost
+    (None where unknown)."""
     if callable(arch):
         with _timed(out, "sample_seconds"):
             try:
@@ -94,6 +116,7 @@ def _stages(arch, out, recorder, url, training, latency, limits, early_stop, dat
                 return None, None
     else:
         cfg = arch
+    known.cfg = cfg
     out.arch_hash, out.description = cfg.hash, cfg.describe()
     out.resolution = f"{cfg.resolution[0]}x{cfg.resolution[1]}"
 
@@ -104,6 +127,7 @@ def _stages(arch, out, recorder, url, training, latency, limits, early_stop, dat
             # valid as a config, but the builder refuses it (e.g. a window larger than the map)
             out.state, out.reason = store.INFEASIBLE, f"cannot be built: {e}"
             return cfg, None
+    known.cost = cost
     out.flops, out.params = int(cost.flops), int(cost.params)
     out.activations = int(cost.activations)
     why = limits.check_cost(out.params, out.flops) if limits else None
@@ -164,9 +188,10 @@ def _train(cfg: ArchConfig, training: TrainingSpec, out: Outcome, url: str, data
     on_epoch = early_stop.callback(url, training.key) if early_stop else None
     proxy.seed_everything(training.seed)  # identical initial weights for the same seed
     model = build(recipe.arch_for(cfg))
+    so_far: list[dict[str, float]] = []
     try:
         res = proxy.train_proxy(model, bundle, recipe, seed=training.seed, on_epoch=on_epoch,
-                                progress=progress)
+                                progress=progress, curve=so_far)
     except proxy.DivergedError as e:
         # cost and latency are kept, and the curve up to the bad epoch
         out.state, out.reason = store.DIVERGED, str(e)
@@ -175,6 +200,11 @@ def _train(cfg: ArchConfig, training: TrainingSpec, out: Outcome, url: str, data
         out.epochs = partial.epochs if partial else e.epoch
         out.images_per_second = partial.images_per_second if partial else None
         return
+    except BaseException:
+        # interrupted or failed: the row keeps the epochs finished so far
+        out.curve = json.dumps(so_far) if so_far else None
+        out.epochs = len(so_far)
+        raise
     out.accuracy = float(res.accuracy)
     out.curve, out.epochs = json.dumps(res.curve), res.epochs
     out.images_per_second = res.images_per_second

@@ -40,8 +40,10 @@ class Recorder:
     def times(self, storage: str, outcome: Outcome) -> None:
         """``store_seconds`` and ``total_seconds`` are known only after the write."""
 
-    def failed(self, reason: str) -> None:
-        """The evaluation raised (Ctrl-C, a bug, a backend error): say so in the store."""
+    def failed(self, reason: str, outcome: Outcome) -> None:
+        """The evaluation raised (Ctrl-C, a bug, a backend error): say so in the store.
+        ``outcome`` holds what was known by then (architecture, cost, latency, the partial
+        curve); its architecture is already stored."""
 
 
 def new_trial_row(study: str, training: TrainingSpec, latency: LatencySpec | None,
@@ -78,12 +80,13 @@ class TrialRow(Recorder):
                 store_seconds=round(t["store_seconds"], 6),
                 total_seconds=round(t["total_seconds"], 6)))
 
-    def failed(self, reason: str) -> None:
+    def failed(self, reason: str, outcome: Outcome) -> None:
         if self.row_id is None:
             return
+        values = {k: v for k, v in outcome.row_values().items() if v is not None}
+        values.update(state=store.FAILED, reason=reason, finished_at=db.utcnow())
         with db.session_scope(self.url) as s:
-            s.execute(update(TrialResult).where(TrialResult.id == self.row_id).values(
-                state=store.FAILED, reason=reason, finished_at=db.utcnow()))
+            s.execute(update(TrialResult).where(TrialResult.id == self.row_id).values(**values))
 
 
 def prior_from_row(row: Any) -> Prior:

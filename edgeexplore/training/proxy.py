@@ -314,6 +314,7 @@ def train_proxy(
     device: str | torch.device | None = None,
     on_epoch: Callable[[int, float], bool | None] | None = None,
     progress: bool = True,
+    curve: list[dict[str, float]] | None = None,
 ) -> ProxyResult:
     """Train ``model`` on ``data`` with ``recipe`` and return its validation accuracy curve.
 
@@ -321,6 +322,8 @@ def train_proxy(
     False stops the run with status ``"stopped_early"`` (None or True continue). A NaN or
     infinite loss raises :class:`DivergedError` carrying the partial result. The same seed on the
     same machine (and the same initial weights: see :func:`seed_everything`) gives the same result.
+    ``curve``, when given, is the list each finished epoch is appended to: the caller still holds
+    the curve so far when the run is interrupted (Ctrl-C) or raises.
     """
     if recipe is None:
         recipe = ProxyRecipe()
@@ -367,7 +370,7 @@ def train_proxy(
     generator = torch.Generator().manual_seed(seed)
     amp_name = str(dtype).removeprefix("torch.") if dtype is not None else None
 
-    curve: list[dict[str, float]] = []
+    curve = [] if curve is None else curve
     train_seconds = eval_seconds = 0.0
     images = updates = 0
     status = "complete"
