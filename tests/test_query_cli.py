@@ -344,3 +344,30 @@ def test_presets_from_the_store(tmp_path):
     # one unit rule for counts: K, M or G by size
     assert "Preset edgevit_s: accuracy -, flops 150 M" in res.output
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_trials_curves_table_json_and_plots(filled, tmp_path, capsys):
+    from edgeexplore.cli import main
+
+    a, b = complete(filled.rows)[:2]
+    res = run("trials", "curves", str(a["id"]), str(b["id"]), "--storage", filled.url,
+              "--format", "json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [(r["id"], r["epoch"]) for r in rows] == [(t["id"], e) for t in (a, b)
+                                                     for e in range(3)]
+    assert rows[2]["val_acc"] == pytest.approx(a["accuracy"])
+    assert rows[0]["train_loss"] == pytest.approx(2.0)
+    for name in ("c.png", "c.svg", "c.html"):
+        res = run("trials", "curves", str(a["id"]), str(b["id"]), "--storage", filled.url,
+                  "--plot", str(tmp_path / name))
+        assert res.exit_code == 0, res.output
+        assert "Learning curves" in res.stdout
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "c.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page
+    assert f"trial {a['id']} (" in (tmp_path / "c.svg").read_text()
+    capsys.readouterr()
+    assert main(["trials", "curves", str(a["id"]), "--storage", filled.url, "--plot",
+                 str(tmp_path / "c.txt")]) == 1
+    assert "use a .png" in capsys.readouterr().err

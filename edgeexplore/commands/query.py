@@ -19,6 +19,7 @@ from ..analysis.pareto import ParetoResult
 from ..errors import EdgeExploreError
 from ..evaluation import place_presets
 from ..units import DISPLAY, format_value
+from .curves import curves_cmd
 from .options import console, format_option, limit_option, storage_option
 from .output import Column, cell_text, emit, metric_text
 
@@ -210,6 +211,9 @@ def trials_export(fmt: str, output: str | None, studies: tuple[str, ...], where:
     else:
         n = text.count("\n") - 1 if fmt == "csv" else len(json.loads(text))
         click.echo(f"Wrote {n} trials to {output}.", err=True)
+
+
+trials_group.add_command(curves_cmd)
 
 
 # -- pareto -------------------------------------------------------------------------------------
