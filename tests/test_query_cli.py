@@ -371,3 +371,38 @@ def test_trials_curves_table_json_and_plots(filled, tmp_path, capsys):
     assert main(["trials", "curves", str(a["id"]), "--storage", filled.url, "--plot",
                  str(tmp_path / "c.txt")]) == 1
     assert "use a .png" in capsys.readouterr().err
+
+
+def test_studies_rename_and_delete_change_both_stores(tmp_path, capsys):
+    from edgeexplore.cli import main
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    rows = fill_store(url, n=12)
+    for name in ("alpha", "beta"):
+        study = optuna.create_study(storage=url, study_name=name,
+                                    directions=["maximize", "minimize"])
+        study.add_trial(optuna.trial.create_trial(values=[0.5, 1.0]))
+    trial_id = optuna.load_study(study_name="alpha", storage=url).trials[0]._trial_id
+    n_alpha = sum(r["study"] == "alpha" for r in rows)
+
+    res = CliRunner().invoke(cli, ["studies", "rename", "alpha", "gamma", "--storage", url],
+                             input="n\n")
+    assert "nothing was renamed" in str(res.exception)
+    res = run("studies", "rename", "alpha", "gamma", "--yes", "--storage", url)
+    assert res.exit_code == 0 and f"({n_alpha} trials)" in res.output
+    listed = {s["name"]: s for s in json.loads(run("studies", "--storage", url, "--format",
+                                                   "json").stdout)}
+    assert set(listed) == {"gamma", "beta"} and listed["gamma"]["trials"] == n_alpha
+    renamed = optuna.load_study(study_name="gamma", storage=url)
+    assert renamed.trials[0]._trial_id == trial_id  # the same trials, not copies
+    assert main(["studies", "rename", "gamma", "beta", "-y", "--storage", url]) == 1
+    assert "a study named 'beta' already exists" in capsys.readouterr().err
+    assert main(["studies", "delete", "ablation:x", "-y", "--storage", url]) == 1
+    assert "ablation" in capsys.readouterr().err
+
+    res = CliRunner().invoke(cli, ["studies", "delete", "beta", "--storage", url], input="y\n")
+    assert res.exit_code == 0 and "Deleted study 'beta'" in res.output
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["gamma"]
+    assert {t.study for t in query.list_trials(storage=url)} == {"gamma"}
+    assert main(["studies", "delete", "beta", "-y", "--storage", url]) == 1
+    assert "no study named 'beta' in the store (studies: gamma)" in capsys.readouterr().err

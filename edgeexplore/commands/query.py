@@ -1,4 +1,5 @@
-"""``edgeexplore studies``, ``trials list|show|export`` and ``pareto``: reading the store.
+"""``edgeexplore studies``, ``trials list|show|export|curves`` and ``pareto``: reading the store
+(``studies delete|rename`` live in :mod:`.studies`, ``trials curves`` in :mod:`.curves`).
 
 Thin wrappers over :mod:`edgeexplore.analysis.query`; every listing prints as a table, CSV or JSON.
 """
@@ -22,6 +23,7 @@ from ..units import DISPLAY, format_value
 from .curves import curves_cmd
 from .options import console, format_option, limit_option, storage_option
 from .output import Column, cell_text, emit, metric_text
+from .studies import delete_cmd, rename_cmd
 
 # -- studies ------------------------------------------------------------------------------------
 
@@ -37,11 +39,18 @@ STUDY_COLUMNS = [
 ]
 
 
-@click.command("studies")
+@click.group("studies", invoke_without_command=True)
 @storage_option()
 @format_option()
-def studies_cmd(storage: str | None, fmt: str) -> None:
-    """List the studies in the store: trials by state, objectives and best values."""
+@click.pass_context
+def studies_cmd(ctx: click.Context, storage: str | None, fmt: str) -> None:
+    """List the studies in the store: trials by state, objectives and best values.
+
+    `studies delete NAME` and `studies rename OLD NEW` change one study (each asks first;
+    --yes does not).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     studies = query.list_studies(storage=storage)
     emit([asdict(s) for s in studies], fmt, STUDY_COLUMNS, title="Studies",
          empty="The store holds no trials yet (run `edgeexplore search`).")
@@ -214,6 +223,8 @@ def trials_export(fmt: str, output: str | None, studies: tuple[str, ...], where:
 
 
 trials_group.add_command(curves_cmd)
+studies_cmd.add_command(delete_cmd)
+studies_cmd.add_command(rename_cmd)
 
 
 # -- pareto -------------------------------------------------------------------------------------
