@@ -331,3 +331,28 @@ def test_wall_clock_budget(tmp_path):
     assert _search(str(_recipe(tmp_path)), "--budget", "15s", "--storage", str(db)) == 0
     states = [r[0] for r in _rows(db)]
     assert states and set(states) <= {"complete", "infeasible"}
+
+
+def test_trials_rerun_evaluates_the_architecture_again(tmp_path, capsys):
+    recipe, db = _recipe(tmp_path), tmp_path / "r.db"
+    assert _search(str(recipe), "--budget", "1", "--storage", str(db)) == 0
+    capsys.readouterr()
+    assert main(["trials", "rerun", "1", "--quiet", "--storage", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "Re-ran trial 1 of study tiny with seed 1: trial id 2 complete" in out
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT id, study, state, seed, arch_hash, optuna_trial_id, metrics, "
+                           "reused_from FROM trial_results ORDER BY id").fetchall()
+    finally:
+        con.close()
+    first, again = rows
+    assert again[1:4] == ("tiny", "complete", 1) and again[4] == first[4]
+    assert again[5] is None and again[7] is None  # not an Optuna trial, trained anew
+    assert json.loads(again[6])["rerun_of"] == 1
+    assert _optuna_states(db) == ["COMPLETE"]
+    # the same seed as the complete original: its result is reused, not trained again
+    assert main(["trials", "rerun", "1", "--seed", "0", "--quiet", "--storage", str(db)]) == 0
+    assert "complete (reused)" in capsys.readouterr().out
+    assert main(["trials", "rerun", "99", "--storage", str(db)]) == 1
+    assert "no trial with id 99" in capsys.readouterr().err

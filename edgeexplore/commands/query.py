@@ -23,6 +23,7 @@ from ..units import DISPLAY, format_value
 from .curves import curves_cmd
 from .options import console, format_option, limit_option, storage_option
 from .output import Column, cell_text, emit, metric_text
+from .rerun import rerun_cmd
 from .studies import delete_cmd, rename_cmd
 
 # -- studies ------------------------------------------------------------------------------------
@@ -223,6 +224,7 @@ def trials_export(fmt: str, output: str | None, studies: tuple[str, ...], where:
 
 
 trials_group.add_command(curves_cmd)
+trials_group.add_command(rerun_cmd)
 studies_cmd.add_command(delete_cmd)
 studies_cmd.add_command(rename_cmd)
 
