@@ -264,7 +264,7 @@ def test_pareto_three_objectives_two_studies_html(filled, tmp_path):
     assert res.exit_code == 0, res.output
     text = html.read_text()
     assert text.startswith("<!DOCTYPE html>") and "<svg" in text and "</html>" in text
-    assert "study alpha: hypervolume" in res.output and "study beta" in res.output
+    assert "trials on its own front" in res.output and "study beta" in res.output
     result = query.pareto_front(["alpha", "beta"], "accuracy:max,latency_ms:min,params:min",
                                 storage=filled.url)
     vals = np.array([[r["accuracy"], r["latency_ms"], r["params"]] for r in
@@ -406,3 +406,31 @@ def test_studies_rename_and_delete_change_both_stores(tmp_path, capsys):
     assert {t.study for t in query.list_trials(storage=url)} == {"gamma"}
     assert main(["studies", "delete", "beta", "-y", "--storage", url]) == 1
     assert "no study named 'beta' in the store (studies: gamma)" in capsys.readouterr().err
+
+
+def test_pareto_compares_studies_one_front_each(filled):
+    from edgeexplore.analysis.pareto import hypervolume
+    from edgeexplore.objectives import Objective
+
+    res = run("pareto", "--study", "alpha", "--study", "beta", "--objectives",
+              "accuracy:max,latency_ms:min", "--storage", filled.url, "--no-presets",
+              "--format", "json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    ref = np.array([-data["reference_point"]["accuracy"], data["reference_point"]["latency_ms"]])
+    objs = [Objective("accuracy", "max"), Objective("latency_ms", "min")]
+    for name in ("alpha", "beta"):
+        rows = complete(filled.rows, name)
+        study = optuna.create_study(directions=["maximize", "minimize"])
+        for r in rows:
+            study.add_trial(optuna.trial.create_trial(values=[r["accuracy"], r["latency_ms"]],
+                                                      user_attrs={"id": r["id"]}))
+        # each study's own front, as Optuna reports it for that study alone
+        assert set(data["group_fronts"][name]) == {t.user_attrs["id"] for t in study.best_trials}
+        vals = np.array([[r["accuracy"], r["latency_ms"]] for r in rows])
+        assert data["group_hypervolumes"][name] == pytest.approx(hypervolume(vals, objs, ref))
+    table = run("pareto", "--study", "alpha", "--study", "beta", "--objectives",
+                "accuracy:max,latency_ms:min", "--storage", filled.url, "--no-presets")
+    n_beta = len([r for r in filled.rows if r["study"] == "beta" and r["state"] == "complete"])
+    assert (f"study beta: {len(data['group_fronts']['beta'])} of {n_beta} trials on its own "
+            "front") in table.output

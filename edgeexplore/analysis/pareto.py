@@ -154,6 +154,8 @@ class ParetoResult:
     hypervolume_normalised: float
     knee: int | None  # row index
     group_hypervolumes: dict[str, float] = field(default_factory=dict)
+    #: (n,) bool: each point on its own group's front (several studies compared side by side)
+    on_group_front: np.ndarray | None = None
     references: list[ReferencePoint] = field(default_factory=list)
     #: how to measure the references no stored trial answers (analysis.query.PresetRequest)
     preset_requests: list[Any] = field(default_factory=list)
@@ -162,6 +164,13 @@ class ParetoResult:
     def front(self) -> list[int]:
         """Row indices of the front, sorted by the first objective (best first)."""
         idx = np.flatnonzero(self.on_front)
+        loss0 = to_loss(self.values[idx], self.objectives)[:, 0] if len(idx) else []
+        return [int(i) for i in idx[np.argsort(loss0, kind="stable")]]
+
+    def group_front(self, group: str) -> list[int]:
+        """Row indices of ``group``'s own front, sorted by the first objective (best first)."""
+        mask = self.on_front if self.on_group_front is None else self.on_group_front
+        idx = np.flatnonzero(mask & (np.array(self.groups, dtype=object) == group))
         loss0 = to_loss(self.values[idx], self.objectives)[:, 0] if len(idx) else []
         return [int(i) for i in idx[np.argsort(loss0, kind="stable")]]
 
@@ -185,6 +194,8 @@ class ParetoResult:
             "hypervolume_normalised": self.hypervolume_normalised,
             "reference_point": dict(zip([o.name for o in self.objectives], self.reference_values)),
             "group_hypervolumes": self.group_hypervolumes,
+            "group_fronts": {g: [self.ids[i] for i in self.group_front(g)]
+                             for g in self.group_hypervolumes},
             "presets": [{"name": r.name, **r.values, "note": r.note} for r in self.references],
         }
 
@@ -216,13 +227,17 @@ def analyse(
     per_group = {}
     garr = np.array(groups, dtype=object)
     unique_groups = list(dict.fromkeys(groups))
+    own_front = mask.copy()
     for g in unique_groups:
-        per_group[g] = hv if len(unique_groups) == 1 else hypervolume(
-            values[garr == g], objectives, ref)
+        sel = garr == g
+        per_group[g] = hv if len(unique_groups) == 1 else hypervolume(values[sel], objectives,
+                                                                       ref)
+        own_front[sel] = pareto_mask(values[sel], objectives)
     return ParetoResult(
         objectives=objectives, values=values, ids=ids, groups=groups, on_front=mask,
         reference=ref, hypervolume=hv, hypervolume_normalised=hv / box if box > 0 else 0.0,
         knee=knee_index(values, objectives, mask), group_hypervolumes=per_group,
+        on_group_front=own_front,
     )
 
 

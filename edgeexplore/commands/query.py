@@ -336,8 +336,13 @@ def _print_front(result: ParetoResult, rows: list[dict[str, Any]]) -> None:
     con.print(f"Hypervolume {result.hypervolume:.6g} "
               f"(normalised {result.hypervolume_normalised:.4f}); reference point: {ref}")
     if len(result.group_hypervolumes) > 1:
+        groups = np.array(result.groups, dtype=object)
         for g, hv in result.group_hypervolumes.items():
-            con.print(f"  study {g}: hypervolume {hv:.6g} (same reference point)")
+            own = result.group_front(g)
+            on_joint = sum(bool(result.on_front[i]) for i in own)
+            con.print(f"  study {g}: {len(own)} of {int((groups == g).sum())} trials on its own "
+                      f"front ({on_joint} on the joint front), hypervolume {hv:.6g} "
+                      "(same reference point)")
     if result.knee is not None:
         k = result.knee
         vals = ", ".join(f"{o.name} {format_value(o.name, float(v))}"
