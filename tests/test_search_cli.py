@@ -339,7 +339,7 @@ def test_trials_rerun_evaluates_the_architecture_again(tmp_path, capsys):
     capsys.readouterr()
     assert main(["trials", "rerun", "1", "--quiet", "--storage", str(db)]) == 0
     out = capsys.readouterr().out
-    assert "Re-ran trial 1 of study tiny with seed 1: trial id 2 complete" in out
+    assert "Re-ran trial 1 of study tiny with seed 1: trial 2 complete" in out
     con = sqlite3.connect(db)
     try:
         rows = con.execute("SELECT id, study, state, seed, arch_hash, optuna_trial_id, metrics, "
@@ -356,3 +356,36 @@ def test_trials_rerun_evaluates_the_architecture_again(tmp_path, capsys):
     assert "complete (reused)" in capsys.readouterr().out
     assert main(["trials", "rerun", "99", "--storage", str(db)]) == 1
     assert "no trial with id 99" in capsys.readouterr().err
+
+
+def test_search_log_counts_trials_names_them_by_id_and_says_what_data_it_found(tmp_path,
+                                                                                capsys):
+    recipe, db = _recipe(tmp_path), tmp_path / "p.db"
+    assert main(["search", str(recipe), "--budget", "2", "--storage", str(db)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("Starting: loading the recipe")
+    # the data as loaded, once: 3 train and 2 val images per class of the synthetic task
+    data = [ln for ln in lines if ln.startswith("data synthetic")]
+    assert len(data) == 1 and "classes" in data[0]
+    con = sqlite3.connect(db)
+    try:
+        ids = [r[0] for r in con.execute("SELECT id FROM trial_results WHERE state='complete' "
+                                         "ORDER BY id")]
+    finally:
+        con.close()
+    first = next(ln for ln in lines if ln.startswith(f"trial {ids[0]} (1 of 2, ETA "))
+    assert "mlp=" in first and " sr=" in first
+    assert any(ln.startswith(f"trial {ids[1]} (2 of 2) complete") for ln in lines)
+
+    # --data replaces the data: the recipe's subset is not carried over, and it says so
+    capsys.readouterr()
+    assert main(["search", str(recipe), "--budget", "1", "--storage", str(db), "--name", "d",
+                 "--data", "synthetic", "--quiet"]) == 0
+    assert "its subset (3 train / 2 val images per class) is dropped" in capsys.readouterr().out
+    con = sqlite3.connect(db)
+    try:
+        (label,) = con.execute("SELECT data FROM trial_results WHERE study='d'").fetchone()
+    finally:
+        con.close()
+    assert label == "synthetic"

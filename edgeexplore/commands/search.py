@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ from rich.text import Text
 
 from .. import store
 from ..errors import EdgeExploreError
+from ..evaluation.outcome import INTERRUPTED
 from ..store import db
 from ..units import format_value, human_count
 from .options import console as make_console
@@ -21,23 +23,57 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _trial_line(o) -> str:
-    num = f"#{o.number}" if o.number is not None else f"id {o.id}"
+def _trial_line(o, progress: str = "") -> str:
+    """One trial, named by its id (what `trials show`, `curves`, `rerun` and plots use)."""
+    num = f"trial {o.id}{progress}"
     if o.state in (store.COMPLETE, store.PRUNED):
         reused = " (reused)" if o.reused else ""
-        line = (f"trial {num} {o.state}{reused}: accuracy {_fmt(o.accuracy, '.3f')}, "
+        line = (f"{num} {o.state}{reused}: accuracy {_fmt(o.accuracy, '.3f')}, "
                 f"latency {_fmt(o.latency_ms, '.2f')} ms, "
                 f"{human_count(o.flops)} FLOPs, {human_count(o.params)} params")
         secs = o.timings.get("total_seconds")
         if secs is not None:
             line += f" [{secs:.1f}s]"
         return line
-    return f"trial {num} {o.state}: {o.reason or ''}"
+    return f"{num} {o.state}: {o.reason or ''}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    m, s = divmod(seconds, 60)
+    return f"{m}m {s:02d}s" if m < 60 else f"{m // 60}h {m % 60:02d}m"
+
+
+class _Overall:
+    """Where the run stands: "k of N" and an ETA from the trials finished so far.
+
+    Only trials that use the budget count (infeasible samples and interrupted trials do not,
+    as in the budget itself); the ETA is the mean time per counted trial times those left.
+    """
+
+    def __init__(self, trials: int | None, seconds: float | None) -> None:
+        self.trials, self.seconds = trials, seconds
+        self.started = time.monotonic()
+        self.done = 0
+
+    def after(self, o) -> str:
+        if o.state != store.INFEASIBLE and not (o.reason or "").startswith(INTERRUPTED):
+            self.done += 1
+        elapsed = time.monotonic() - self.started
+        if self.trials is not None:
+            left = self.trials - self.done
+            eta = f", ETA {_duration(elapsed / self.done * left)}" if self.done and left else ""
+            return f" ({self.done} of {self.trials}{eta})"
+        if self.seconds is not None:
+            return f" ({self.done} done, {_duration(max(0.0, self.seconds - elapsed))} left)"
+        return ""
 
 
 def _summary_table(rows: list[store.TrialResult], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for col, just in (("#", "right"), ("state", "left"), ("accuracy", "right"),
+    for col, just in (("trial", "right"), ("state", "left"), ("accuracy", "right"),
                       ("latency ms", "right"), ("FLOPs", "right"), ("params", "right"),
                       ("train s", "right"), ("architecture / reason", "left")):
         table.add_column(col, justify=just, overflow="fold")
@@ -46,9 +82,9 @@ def _summary_table(rows: list[store.TrialResult], title: str) -> Table:
                  store.DIVERGED: "red", store.PRUNED: "yellow"}.get(r.state, "")
         what = r.reason if r.state != store.COMPLETE else _short(r.architecture)
         if r.reused_from:
-            what = f"(reused #{r.reused_from}) {what}"
+            what = f"(reused trial {r.reused_from}) {what}"
         table.add_row(
-            str(r.number if r.number is not None else "-"), r.state,
+            str(r.id), r.state,
             _fmt(r.accuracy, ".3f"), _fmt(r.latency_ms, ".2f"),
             human_count(r.flops), human_count(r.params),
             _fmt(r.train_seconds, ".1f"), what or "", style=style,
@@ -57,11 +93,23 @@ def _summary_table(rows: list[store.TrialResult], title: str) -> Table:
 
 
 def _short(a: store.Architecture | None) -> str:
-    """``lgl/lgl/sra/lgl d=1,1,3,2 w=36,72,144,288 @64x64``: an architecture in one cell."""
+    """``lgl/lgl/sra/lgl d=1,1,3,2 w=36,72,144,288 mlp=4,4,4,4 sr=4,2,2,1 @64x64 [hash]``: an
+    architecture in one cell; mlp ratios and sample rates included, since architectures often
+    differ only there."""
     if a is None:
         return ""
-    blocks = "/".join(getattr(a, f"stage{i}_block") for i in range(1, 5))
-    return f"{blocks} d={a.depths} w={a.widths} @{a.resolution} [{a.hash[:8]}]"
+    per_stage = range(1, 5)
+    blocks = "/".join(getattr(a, f"stage{i}_block") for i in per_stage)
+    mlp = ",".join(f"{getattr(a, f'stage{i}_mlp_ratio'):g}" for i in per_stage)
+    sr = ",".join(str(getattr(a, f"stage{i}_sample_rate")) for i in per_stage)
+    return f"{blocks} d={a.depths} w={a.widths} mlp={mlp} sr={sr} @{a.resolution} [{a.hash[:8]}]"
+
+
+def _arch_text(url: str, arch_hash: str | None) -> str:
+    if arch_hash is None:
+        return ""
+    with db.session_scope(url) as s:
+        return _short(store.get_architecture(s, arch_hash))
 
 
 @click.command("search")
@@ -99,6 +147,10 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
       edgeexplore search studies/cifar10.yaml --budget 45m --workers 2
       edgeexplore search --budget 4 --name quickstart        # 4 more: 8 in all
     """
+    console = make_console()
+    if not quiet:
+        # torch, Optuna and the data take seconds to load: say something first
+        console.print("Starting: loading the recipe, torch and the data ...")
     import optuna
 
     from ..search.recipe import StudyRecipe, resolve_recipe
@@ -112,10 +164,15 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
 
     # our own per-trial lines replace Optuna's INFO log
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    console = make_console()
     b = parse_budget(budget)
-    recipe = StudyRecipe.load(resolve_recipe(study)).with_overrides(backend=backend, data=data,
-                                                                     seed=seed)
+    own = StudyRecipe.load(resolve_recipe(study))
+    recipe = own.with_overrides(backend=backend, data=data, seed=seed)
+    if data and (own.subset or own.val_subset):
+        console.print(Text(f"--data replaces the recipe's data {own.data}: its subset "
+                           f"({own.subset or '-'} train / {own.val_subset or '-'} val images per "
+                           "class) is dropped; add subset=N,val_subset=N to the spec to keep one",
+                           style="yellow"))
+    overall = _Overall(b.trials, b.seconds)
 
     def on_start(info: dict) -> None:
         target = f", until {info['target']} trials" if info["target"] is not None else ""
@@ -126,12 +183,16 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
             f"backend {recipe.backend}, sampler {recipe.sampler}, objectives "
             f"{', '.join(map(str, recipe.objectives))}"
         ))
+        console.print(Text(f"data {info['data']}"))
         if info["recovered"]:
             console.print(Text(f"{info['recovered']} trial(s) left running by a stopped worker "
                                "were marked failed", style="yellow"))
 
     def report(o) -> None:
-        console.print(_trial_line(o))
+        line = _trial_line(o, overall.after(o))
+        if o.state in (store.COMPLETE, store.PRUNED):
+            line += " " + _arch_text(db.normalise_url(storage), o.arch_hash)
+        console.print(Text(line))
 
     try:
         run = run_study(recipe, b, name=name, storage=storage, workers=workers,

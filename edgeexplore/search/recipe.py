@@ -162,8 +162,9 @@ class StudyRecipe:
         if backend:
             changes["backend"] = backend
         if data:
-            changes["data"] = data
-            changes["subset"] = None if ":" in data and "subset=" in data else self.subset
+            # the recipe's images per class were chosen for its own data, not for this one:
+            # the new spec's own subset=/val_subset= options (or none) apply
+            changes.update(data=data, subset=None, val_subset=None)
         if seed is not None:
             changes["seed"] = seed
         return replace(self, **changes) if changes else self

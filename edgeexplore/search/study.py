@@ -557,7 +557,7 @@ def run_study(
         ostorage = optuna_storage(url)
     except (DatabaseError, OperationalError) as e:
         raise EdgeExploreError(f"cannot open the store {db.shown(url)}: {db.error_reason(e)}") from None
-    _check_data(recipe)
+    data = _check_data(recipe)
     recovered = recover_stale(url, name, ostorage)
     open_study(recipe, name, url, recipe.seed, ostorage)
     _enqueue_presets(recipe, name, url, ostorage)
@@ -566,7 +566,7 @@ def run_study(
     deadline = started + budget.seconds if budget.seconds is not None else None
     if on_start:
         on_start({"name": name, "url": url, "before": before, "target": target,
-                  "recovered": recovered, "deadline": deadline})
+                  "recovered": recovered, "deadline": deadline, "data": data.describe()})
     ran: list[Outcome] = []
     interrupted = False
     try:
@@ -642,11 +642,12 @@ def _run_workers(recipe: StudyRecipe, name: str, url: str, workers: int, target:
     return ran, interrupted
 
 
-def _check_data(recipe: StudyRecipe) -> None:
-    """Load the data once before any trial, so a missing folder is one clear error up front."""
+def _check_data(recipe: StudyRecipe) -> Any:
+    """Load the data once before any trial, so a missing folder is one clear error up front
+    (and what was found can be said once)."""
     from ..data import load_data
 
-    load_data(recipe.data, resolution=recipe.resolution or recipe.space.resolution[0],
+    return load_data(recipe.data, resolution=recipe.resolution or recipe.space.resolution[0],
               subset=recipe.subset, val_subset=recipe.val_subset, seed=recipe.seed)
 
 
