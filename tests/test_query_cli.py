@@ -434,3 +434,30 @@ def test_pareto_compares_studies_one_front_each(filled):
     n_beta = len([r for r in filled.rows if r["study"] == "beta" and r["state"] == "complete"])
     assert (f"study beta: {len(data['group_fronts']['beta'])} of {n_beta} trials on its own "
             "front") in table.output
+
+
+def test_pareto_plot_tells_studies_apart_and_keeps_presets_off_the_axes(filled, tmp_path):
+    from edgeexplore.analysis.pareto import ReferencePoint, plot
+
+    svg = tmp_path / "two.svg"
+    res = run("pareto", "--study", "alpha", "--study", "beta", "--objectives",
+              "accuracy:max,latency_ms:min,params:min", "--storage", filled.url,
+              "--no-presets", "--plot", str(svg))
+    assert res.exit_code == 0, res.output
+    text = svg.read_text()
+    result = query.pareto_front(["alpha", "beta"], "accuracy:max,latency_ms:min,params:min",
+                                storage=filled.url)
+    for name in ("alpha", "beta"):  # a legend entry per study, with its own front's size
+        assert f"study {name}: its own front ({len(result.group_front(name))})" in text
+    assert "marker size: params:min" in text and "on the joint front" in text
+
+    # a preset 50x slower than every trial: named in a note, the axes stay on the trials
+    slow = max(r["latency_ms"] for r in complete(filled.rows, "alpha")) * 50
+    alpha = query.pareto_front("alpha", "accuracy:max,latency_ms:min", storage=filled.url)
+    alpha.references = [ReferencePoint("edgevit_s", {"accuracy": None, "latency_ms": slow}),
+                        ReferencePoint("edgevit_xxs", {"accuracy": None,
+                                                       "latency_ms": alpha.values[0, 1]})]
+    plot(alpha, tmp_path / "p.svg")
+    text = (tmp_path / "p.svg").read_text()
+    assert "beyond the trials' range: edgevit_s" in text
+    assert "edgevit_xxs (" in text and "edgevit_xxs" not in text.split("beyond")[1]

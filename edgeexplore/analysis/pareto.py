@@ -252,10 +252,12 @@ def plot(result: ParetoResult, path: str | Path, title: str | None = None) -> Pa
     """Draw the trade-off to ``path``: ``.png`` (``.svg``, ``.pdf``) or a self-contained ``.html``.
 
     The first objective is the y axis and the second the x axis (accuracy over latency, as the
-    EdgeViT paper draws it); a third objective colours the points. Front points are solid and
-    joined by the front's staircase, dominated ones faded; the knee is a star. Presets with every
-    objective known are labelled points; presets with only the x (or only the y) objective known
-    are labelled vertical (or horizontal) lines.
+    EdgeViT paper draws it); a third objective colours the points (the marker size when several
+    studies are drawn: then colour is the study, each with its own front). Front points are
+    solid and joined by the front's staircase, dominated ones faded; the knee is a star. Presets
+    with every objective known are labelled points; presets with only the x (or only the y)
+    objective known are labelled vertical (or horizontal) lines. The axes span the trials only;
+    presets beyond them are named in a note in the corner.
     """
     import matplotlib
 
@@ -290,9 +292,9 @@ def _figure(result: ParetoResult, plt: Any, title: str | None):
     mask = result.on_front
     third = objs[2] if len(objs) == 3 else None
     groups = sorted(set(result.groups))
-    colour_of = {g: _GROUP_COLOURS[i % len(_GROUP_COLOURS)] for i, g in enumerate(groups)}
-    garr = np.array(result.groups, dtype=object)
-    if third is not None:
+    if len(groups) > 1:
+        _draw_studies(ax, result, xs, ys, groups)
+    elif third is not None:
         cs = result.values[:, 2] * display(third.name)[2]
         norm = plt.Normalize(cs.min(), cs.max() if cs.max() > cs.min() else cs.min() + 1)
         if (~mask).any():
@@ -303,26 +305,12 @@ def _figure(result: ParetoResult, plt: Any, title: str | None):
         bar = fig.colorbar(sc, ax=ax)
         bar.set_label(axis_label(third))
     else:
-        for g in groups:
-            sel = (garr == g) & ~mask
-            if not sel.any():
-                continue
-            label = f"dominated ({g})" if len(groups) > 1 else "dominated"
-            ax.scatter(xs[sel], ys[sel], s=20, color=colour_of[g], alpha=0.3, linewidths=0,
-                       label=label)
-        for g in groups:
-            sel = (garr == g) & mask
-            if sel.any():
-                label = f"Pareto front ({g})" if len(groups) > 1 else "Pareto front"
-                ax.scatter(xs[sel], ys[sel], s=60, color=colour_of[g] if len(groups) > 1
-                           else _FRONT_COLOUR, edgecolors="black", linewidths=0.8, zorder=3,
-                           label=label)
-        front = np.array(result.front)
-        if len(front) > 1:
-            ax.step(xs[front[np.argsort(xs[front])]], ys[front[np.argsort(xs[front])]],
-                    # the attainment staircase: a point covers larger x when x is minimised
-                    where="post" if xo.direction == "min" else "pre",
-                    color=_FRONT_COLOUR, linewidth=1.2, alpha=0.8, zorder=2)
+        if (~mask).any():
+            ax.scatter(xs[~mask], ys[~mask], s=20, color=_GROUP_COLOURS[0], alpha=0.3,
+                       linewidths=0, label="dominated")
+        ax.scatter(xs[mask], ys[mask], s=60, color=_FRONT_COLOUR, edgecolors="black",
+                   linewidths=0.8, zorder=3, label="Pareto front")
+        _staircase(ax, xs, ys, result.front, xo, _FRONT_COLOUR)
     if result.knee is not None:
         k = result.knee
         ax.scatter([xs[k]], [ys[k]], marker="*", s=320, color="gold", edgecolors="black",
@@ -331,7 +319,10 @@ def _figure(result: ParetoResult, plt: Any, title: str | None):
                     textcoords="offset points", fontsize=9, va="top", zorder=6,
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none",
                           "alpha": 0.8})
-    _draw_presets(ax, result)
+    limits = _trial_limits(xs, ys)
+    _draw_presets(ax, result, limits)
+    ax.set_xlim(*limits[0])
+    ax.set_ylim(*limits[1])
     ax.set_xlabel(axis_label(xo))
     ax.set_ylabel(axis_label(yo))
     ax.grid(True, alpha=0.3)
@@ -347,16 +338,82 @@ def _figure(result: ParetoResult, plt: Any, title: str | None):
     return fig
 
 
-def _draw_presets(ax: Any, result: ParetoResult) -> None:
+def _staircase(ax: Any, xs: np.ndarray, ys: np.ndarray, front: list[int], xo: Objective,
+               colour: str) -> None:
+    """The attainment staircase of a 2-objective front (a point covers larger x when x is
+    minimised)."""
+    idx = np.array(front)
+    if len(idx) < 2:
+        return
+    order = idx[np.argsort(xs[idx])]
+    ax.step(xs[order], ys[order], where="post" if xo.direction == "min" else "pre",
+            color=colour, linewidth=1.2, alpha=0.8, zorder=2)
+
+
+def _draw_studies(ax: Any, result: ParetoResult, xs: np.ndarray, ys: np.ndarray,
+                  groups: list[str]) -> None:
+    """One colour per study, each with its own front (solid, joined by its own staircase with
+    two objectives); points on the joint front get a red ring. A third objective is the marker
+    size here, since colour already tells the studies apart."""
+    objs = result.objectives
+    if len(objs) == 3:
+        third = result.values[:, 2]
+        lo, hi = third.min(), third.max()
+        share = (third - lo) / (hi - lo) if hi > lo else np.full(len(third), 0.5)
+        # small is better when minimised: the better value draws the larger marker
+        share = 1 - share if objs[2].direction == "min" else share
+        size = 20 + 120 * share
+    else:
+        size = np.full(len(xs), 60.0)
+    garr = np.array(result.groups, dtype=object)
+    own = result.on_group_front if result.on_group_front is not None else result.on_front
+    for i, g in enumerate(groups):
+        colour = _GROUP_COLOURS[i % len(_GROUP_COLOURS)]
+        sel = (garr == g) & ~own
+        if sel.any():
+            ax.scatter(xs[sel], ys[sel], s=size[sel] / 3, color=colour, alpha=0.3, linewidths=0)
+        sel = (garr == g) & own
+        rings = np.where(result.on_front[sel], _FRONT_COLOUR, "black")
+        ax.scatter(xs[sel], ys[sel], s=size[sel], color=colour, edgecolors=rings,
+                   linewidths=np.where(result.on_front[sel], 1.8, 0.6), zorder=3,
+                   label=f"study {g}: its own front ({int(sel.sum())})")
+        if len(objs) == 2:
+            _staircase(ax, xs, ys, result.group_front(g), objs[1], colour)
+    ax.scatter([], [], s=60, color="white", edgecolors=_FRONT_COLOUR, linewidths=1.8,
+               label="on the joint front")
+    if len(objs) == 3:
+        ax.scatter([], [], s=60, color="grey", label=f"marker size: {objs[2]} (larger is "
+                   "better)")
+
+
+def _trial_limits(xs: np.ndarray, ys: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """Axis limits around the trials alone (5% margin), so a preset far away does not squeeze
+    them into a corner; presets outside are named in a note instead."""
+    def pad(v: np.ndarray) -> tuple[float, float]:
+        lo, hi = float(v.min()), float(v.max())
+        m = 0.05 * (hi - lo) if hi > lo else max(abs(lo) * 0.05, 1e-9)
+        return lo - m, hi + m
+
+    return pad(xs), pad(ys)
+
+
+def _draw_presets(ax: Any, result: ParetoResult,
+                  limits: tuple[tuple[float, float], ...]) -> None:
     yo, xo = result.objectives[0], result.objectives[1]
     ysc, xsc = display(yo.name)[2], display(xo.name)[2]
+    (x0, x1), (y0, y1) = limits
     drew_point = drew_line = False
-    known_x = [r.values[xo.name] for r in result.references if r.values.get(xo.name) is not None]
-    all_x = np.concatenate([result.values[:, 1], np.array(known_x, dtype=float)]) * xsc
-    right_edge = all_x.min() + 0.8 * (all_x.max() - all_x.min())
+    outside: list[str] = []
+    right_edge = x0 + 0.8 * (x1 - x0)
     for ref in result.references:
         x, y = ref.values.get(xo.name), ref.values.get(yo.name)
+        x_in = x is not None and x0 <= x * xsc <= x1
+        y_in = y is not None and y0 <= y * ysc <= y1
         if x is not None and y is not None:
+            if not (x_in and y_in):
+                outside.append(f"{ref.name} ({format_value(xo.name, x)}, "
+                               f"{format_value(yo.name, y)})")
+                continue
             ax.scatter([x * xsc], [y * ysc], marker="D", s=60, color=_PRESET_COLOUR, zorder=5,
                        label=None if drew_point else "presets")
             drew_point = True
@@ -365,6 +422,9 @@ def _draw_presets(ax: Any, result: ParetoResult) -> None:
                         textcoords="offset points", ha="right" if near_right else "left",
                         fontsize=9, fontweight="bold", color=_PRESET_COLOUR)
         elif x is not None:
+            if not x_in:
+                outside.append(f"{ref.name} ({format_value(xo.name, x)})")
+                continue
             # Labels sit at the bottom (right) edge, away from the front's best corner.
             ax.axvline(x * xsc, color=_PRESET_COLOUR, linestyle="--", linewidth=1, alpha=0.7,
                        label=None if drew_line else f"presets ({yo.name} not measured)")
@@ -374,6 +434,9 @@ def _draw_presets(ax: Any, result: ParetoResult) -> None:
                         textcoords="offset points", rotation=90, va="bottom", ha="right",
                         fontsize=9, color=_PRESET_COLOUR)
         elif y is not None:
+            if not y_in:
+                outside.append(f"{ref.name} ({format_value(yo.name, y)})")
+                continue
             ax.axhline(y * ysc, color=_PRESET_COLOUR, linestyle="--", linewidth=1, alpha=0.7,
                        label=None if drew_line else f"presets ({xo.name} not measured)")
             drew_line = True
@@ -381,6 +444,12 @@ def _draw_presets(ax: Any, result: ParetoResult) -> None:
                         xycoords=("axes fraction", "data"), xytext=(0, 3),
                         textcoords="offset points", va="bottom", ha="right", fontsize=9,
                         color=_PRESET_COLOUR)
+    if outside:
+        ax.text(0.99, 0.01, "beyond the trials' range: " + "; ".join(outside),
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                color=_PRESET_COLOUR, wrap=True,
+                bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "#999999",
+                      "alpha": 0.9})
 
 
 def _html_page(result: ParetoResult, svg: str, title: str | None) -> str:
