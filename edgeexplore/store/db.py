@@ -9,6 +9,7 @@ reader (``trials list``, optuna-dashboard) can share the file without "database 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,12 +28,15 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from ..errors import EdgeExploreError
+from . import servers
 
 T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///edgeexplore.db"
 #: seconds a writer waits for another process's transaction before giving up
 BUSY_TIMEOUT_S = 60
+#: seconds to wait for a database server to answer before saying it cannot be reached
+CONNECT_TIMEOUT_S = 10
 
 
 def utcnow() -> datetime:
@@ -56,8 +60,9 @@ def normalise_url(url: str | None) -> str:
         url = f"sqlite:///{url}"
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise EdgeExploreError(f"{url!r} is not a database URL (e.g. sqlite:///edgeexplore.db)") from None
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise EdgeExploreError(f"{shown(url)!r} is not a database URL (e.g. sqlite:///edgeexplore.db "
+                               "or postgresql+psycopg://user@host/database)") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
@@ -71,8 +76,8 @@ def shown(url: str) -> str:
     """``url`` as messages print it: any password replaced by ``***``."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError):  # unparsable: still hide what looks like user:password@
+        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -92,16 +97,20 @@ def get_engine(url: str | None = None) -> Engine:
     engine = _engines.get(url)
     if engine is None:
         kwargs = {}
+        parsed = make_url(url)
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
+        elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            # a host that drops packets would otherwise hang for the OS's TCP timeout (minutes)
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
         try:
             engine = create_engine(url, **kwargs)
         except NoSuchModuleError:
             raise EdgeExploreError(f"{shown(url)!r} names no database SQLAlchemy knows "
                                    "(e.g. sqlite:///edgeexplore.db)") from None
         except ImportError as e:
-            raise EdgeExploreError(f"cannot open the store {shown(url)}: its database driver "
-                                   f"{e.name!r} is not installed") from None
+            raise EdgeExploreError(servers.driver_missing(shown(url), parsed.get_backend_name(),
+                                                          e.name)) from None
         if url.startswith("sqlite"):
             event.listen(engine, "connect", _sqlite_pragmas)
         # Import every module that defines tables so create_all sees them all.
@@ -110,7 +119,10 @@ def get_engine(url: str | None = None) -> Engine:
             create_schema(lambda: Base.metadata.create_all(engine))
         except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
             engine.dispose()
-            raise EdgeExploreError(f"cannot open the store {shown(url)}: {error_reason(e)}") from None
+            sqlstate = getattr(getattr(e, "orig", None), "sqlstate", None)
+            raise EdgeExploreError(
+                servers.connection_problem(shown(url), error_reason(e), sqlstate)
+                or f"cannot open the store {shown(url)}: {error_reason(e)}") from None
         _engines[url] = engine
     return engine
 
