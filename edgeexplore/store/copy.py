@@ -78,6 +78,8 @@ def copy_study(name: str, from_url: str, to_url: str) -> CopyReport:
     if _study_id(dst, name) is not None or ours_there:
         raise EdgeExploreError(f"{db.shown(dst_url)} already has a study named {name!r}: "
                                "nothing copied")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
     try:
         optuna.copy_study(from_study_name=name, from_storage=src, to_storage=dst)
         dst_study = dst.get_study_id_from_name(name)
@@ -92,6 +94,8 @@ def copy_study(name: str, from_url: str, to_url: str) -> CopyReport:
         if _study_id(dst, name) is not None:
             optuna.delete_study(study_name=name, storage=dst)
         raise
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return CopyReport(name, len(trial_ids), *counts)
 
 
