@@ -108,6 +108,11 @@ def test_copy_sqlite_to_postgresql_and_back(tmp_path, pg_url):
     with create_engine(pg_url).connect() as conn:  # the link points at the new row id
         assert conn.scalar(text("SELECT r.reused_from = f.id FROM trial_results r, "
                                 "trial_results f WHERE r.number = 1 AND f.number = 0"))
+    for url in (pg_url, back):  # Optuna's trials name our new rows
+        attrs = {t.number: t.user_attrs["edgeexplore_id"]
+                 for t in optuna.load_study(study_name="tiny", storage=url).trials}
+        rows = json.loads(_invoke("trials", "list", "--storage", url, "--format", "json"))
+        assert attrs == {r["number"]: r["id"] for r in rows}
     # the copy is a working study: a search extends it on PostgreSQL
     assert main(["search", str(recipe), "--budget", "1", "--storage", pg_url, "--quiet"]) == 0
     assert [r[:2] for r in _linked(pg_url)] == [(0, 0), (1, 1), (2, 2)]
@@ -123,6 +128,9 @@ def test_copy_refuses_and_leaves_nothing_half_copied(tmp_path, pg_url, capsys):
                                 optuna_trial_id=trial._trial_id))
     assert main(["copy-study", "nope", "--from", src, "--to", pg_url]) == 1
     assert "holds no study named 'nope'" in capsys.readouterr().err
+    missing = tmp_path / "typo.db"
+    assert main(["copy-study", "s", "--from", str(missing), "--to", pg_url]) == 1
+    assert "there is no store" in capsys.readouterr().err and not missing.exists()
 
     # our insert fails at the destination after Optuna's copy: Optuna's study goes too
     with create_engine(pg_url).begin() as conn:

@@ -6,24 +6,31 @@ remapped to the new ones through the per-study trial number, which Optuna preser
 architectures they name, their environments (matched by fingerprint, so one row per environment
 at the destination) and the cached latency measurements of those architectures.
 
-Our rows are written in one transaction. Optuna's copy is not transactional, so whenever
+The trials' ``edgeexplore_id`` user attribute (our row id, shown by optuna-dashboard) is set to
+the new rows' ids. Our rows are written in one transaction. Optuna's copy is not transactional, so whenever
 anything fails after the destination study was created, that study is deleted again: a failed
 copy leaves the destination as it was.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, column, func, select, table
+from sqlalchemy.engine import make_url
 
 from .. import store
 from ..errors import EdgeExploreError
 from . import db
 
+#: Optuna's user attributes, where each trial names its trial_results row as "edgeexplore_id"
+_USER_ATTRS = table("trial_user_attributes", column("trial_id"), column("key"),
+                    column("value_json"))
 #: the latency cache's identity of a measurement (it keeps one row per such key)
 _LATENCY_KEY = ("arch_hash", "input_shape", "batch", "backend", "settings", "device_fingerprint")
 
@@ -66,6 +73,9 @@ def copy_study(name: str, from_url: str, to_url: str) -> CopyReport:
     src_url, dst_url = db.normalise_url(from_url), db.normalise_url(to_url)
     if src_url == dst_url:
         raise EdgeExploreError(f"--from and --to are the same store ({db.shown(src_url)})")
+    source = make_url(src_url)
+    if source.get_backend_name() == "sqlite" and not Path(source.database or "").is_file():
+        raise EdgeExploreError(f"there is no store {db.shown(src_url)} to copy from")
     src_engine, dst_engine = db.get_engine(src_url), db.get_engine(dst_url)
     src, dst = _optuna(src_url), _optuna(dst_url)
     src_study = _study_id(src, name)
@@ -122,6 +132,11 @@ def _copy_ours(name: str, src: Connection, dst: Connection, dst_study: int,
         # a result reused from another study's row keeps its numbers; the link cannot follow
         row["reused_from"] = new_ids.get(r["reused_from"])
         new_ids[r["id"]] = dst.execute(results.insert().values(row)).inserted_primary_key[0]
+        if row["optuna_trial_id"] is not None:  # Optuna's copy still names the old row
+            dst.execute(_USER_ATTRS.update().where(
+                _USER_ATTRS.c.trial_id == row["optuna_trial_id"],
+                _USER_ATTRS.c.key == "edgeexplore_id",
+            ).values(value_json=json.dumps(new_ids[r["id"]])))
     new_latency = _copy_latency(src, dst, hashes)
     return len(rows), new_archs, new_envs, new_latency
 
