@@ -102,3 +102,18 @@ def test_ablation_on_postgresql(pg_url):
     assert _json("ablation-show", "t", "--storage", pg_url) == shown
     table = CliRunner().invoke(cli, ["ablation-show", "t", "--storage", pg_url])
     assert table.exit_code == 0 and "LocalAgg" in table.output
+
+
+def test_measure_caches_on_postgresql(pg_url):
+    args = ["measure", "edgevit_xxs", "--resolution", "32", "--set", "budget_s=0.05",
+            "--storage", pg_url, "--json"]
+    first = json.loads(_invoke_ok(args))
+    second = json.loads(_invoke_ok(args))
+    assert not first["latency"]["cached"] and second["latency"]["cached"]
+    assert second["latency"]["median_ms"] == first["latency"]["median_ms"] > 0
+
+
+def _invoke_ok(args: list[str]) -> str:
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    return res.output
