@@ -130,7 +130,7 @@ def test_copy_refuses_and_leaves_nothing_half_copied(tmp_path, pg_url, capsys):
     assert "holds no study named 'nope'" in capsys.readouterr().err
     missing = tmp_path / "typo.db"
     assert main(["copy-study", "s", "--from", str(missing), "--to", pg_url]) == 1
-    assert "there is no store" in capsys.readouterr().err and not missing.exists()
+    assert "no database at" in capsys.readouterr().err and not missing.exists()
 
     # our insert fails at the destination after Optuna's copy: Optuna's study goes too
     with create_engine(pg_url).begin() as conn:

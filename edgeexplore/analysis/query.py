@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, func, inspect, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, NoSuchTableError, OperationalError
 
 from ..config import BLOCKS, NUM_STAGES
@@ -60,24 +59,13 @@ DEFAULT_OBJECTIVES = "accuracy:max,latency_ms:min"
 # -- the store ----------------------------------------------------------------------------------
 
 def open_store(storage: str | None = None) -> Engine:
-    """The engine of an existing store; a missing SQLite file is an error, never created."""
-    url = db.normalise_url(storage)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database).expanduser()
-        if not path.is_file():
-            raise EdgeExploreError(
-                f"no database at {path} (run `edgeexplore search` first, or pass --storage)"
-            )
+    """The engine of an existing store; a missing file or one without our tables is an error,
+    never created or altered (:func:`edgeexplore.store.open_store` with ``create=False``)."""
     try:
-        engine = db.get_engine(url)
-        with engine.connect() as conn:
-            tables = set(inspect(conn).get_table_names())
+        return db.open_store(storage, create=False).engine
     except DatabaseError as e:
-        raise EdgeExploreError(f"cannot read the database {db.shown(url)}: {db.error_reason(e)}") from None
-    if T.__tablename__ not in tables:  # pragma: no cover - get_engine creates it
-        raise EdgeExploreError(f"{db.shown(url)} has no {T.__tablename__} table")
-    return engine
+        url = db.shown(db.normalise_url(storage))
+        raise EdgeExploreError(f"cannot read the database {url}: {db.error_reason(e)}") from None
 
 
 @cache
@@ -400,8 +388,8 @@ def _loads(text: str | None, default: Any) -> Any:
         return default
 
 
-#: latency-cache columns shown by ``trials show`` when present (the table is the latency
-#: package's; reading it by reflection keeps this module independent of its Python classes)
+#: latency-cache columns shown by ``trials show`` when present (read by reflection, so a
+#: column added by a later migration is not required here)
 LATENCY_COLUMNS = ("backend", "device", "device_name", "batch", "threads", "input_shape",
                    "median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "count",
                    "energy_median_j", "created_at")
@@ -729,7 +717,8 @@ def _measure_preset(cfg: Any, backend: str, studies: Sequence[str], storage: str
     with open_store(storage).connect() as conn:
         settings = _loads(conn.scalar(q.order_by(T.id.desc()).limit(1)), {})
     batch, threads = int(settings.pop("batch", 1)), settings.pop("threads", None)
-    return measure_arch(cfg, backend=backend, batch=batch, threads=threads, storage=storage,
+    return measure_arch(cfg, backend=backend, batch=batch, threads=threads,
+                        store=db.open_store(storage),
                         **settings)
 
 

@@ -138,6 +138,7 @@ def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, back
     m = None
     if not no_latency:
         from ..latency import measure_arch
+        from ..store import open_store
 
         extra = parse_settings(settings)
         status = None if as_json else _console(stderr=True).status(
@@ -146,7 +147,8 @@ def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, back
             status.start()
         try:
             m = measure_arch(cfg, backend=backend, batch=batch, threads=threads, force=force,
-                             storage=storage, cache_results=not no_cache, **extra)
+                             store=None if storage is None else open_store(storage),
+                             cache_results=not no_cache, **extra)
         finally:
             if status is not None:
                 status.stop()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import store
@@ -167,14 +168,31 @@ def spaces(space: str | None) -> None:
             table.add_row(sp.name, _rel(path), f"{size:.2e}" if size else "∞",
                           ", ".join(inside) or "-", sp.description)
         console.print(table)
+        console.print(_block_kinds_table())
         return
     sp = resolve_space(space)
     table = Table(title=f"{sp.name}: {sp.description}", title_justify="left")
     table.add_column("parameter")
     table.add_column("values", overflow="fold")
     for k, v in sp.rows():
-        table.add_row(k, v)
+        table.add_row(escape(k), escape(v))  # values are data, not rich markup
     console.print(table)
+
+
+def _block_kinds_table() -> Table:
+    """The block kinds a space may name, as declared (README's table, for the terminal)."""
+    from ..config import DEFAULT_BLOCK
+    from ..kinds import BLOCKS
+
+    table = Table(title=f"block kinds (a stage that names none: {DEFAULT_BLOCK})",
+                  title_justify="left")
+    for col in ("block", "options (default)", "samples a rate", "what"):
+        table.add_column(col, overflow="fold")
+    for kind in BLOCKS.values():
+        opts = ", ".join(f"{k}={o.default}" for k, o in kind.options.items())
+        table.add_row(kind.name, escape(opts) or "-", "yes" if kind.samples_rate else "-",
+                      escape(kind.help))
+    return table
 
 
 def _rel(path: Path) -> str:

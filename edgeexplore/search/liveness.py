@@ -53,7 +53,7 @@ def study_workers(study: str, storage: str | None = None, now: datetime | None =
     url = db.normalise_url(storage)
     now = now or db.utcnow()
     results, archs = store.TrialResult, store.Architecture
-    with db.session_scope(url) as s:
+    with db.open_store(url, create=False).session() as s:  # a reader: never creates a store
         if not s.scalar(select(func.count()).where(results.study == study)):
             raise EdgeExploreError(f"{db.shown(url)} holds no trials of a study named {study!r} "
                                    "(see edgeexplore studies)")

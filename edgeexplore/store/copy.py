@@ -17,12 +17,10 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
 from sqlalchemy import Connection, Table, column, func, select, table
-from sqlalchemy.engine import make_url
 
 from .. import store
 from ..errors import EdgeExploreError
@@ -47,13 +45,14 @@ class CopyReport:
     latency_measurements: int  # new at the destination
 
 
-def _optuna(url: str) -> optuna.storages.RDBStorage:
+def _optuna(url: str, create: bool) -> optuna.storages.RDBStorage:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": db.BUSY_TIMEOUT_S}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return db.create_schema(lambda: optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
+        return db.create_schema(lambda: optuna.storages.RDBStorage(
+            url, engine_kwargs=kwargs, skip_table_creation=not create))
 
 
 def _study_id(storage: optuna.storages.RDBStorage, name: str) -> int | None:
@@ -73,11 +72,10 @@ def copy_study(name: str, from_url: str, to_url: str) -> CopyReport:
     src_url, dst_url = db.normalise_url(from_url), db.normalise_url(to_url)
     if src_url == dst_url:
         raise EdgeExploreError(f"--from and --to are the same store ({db.shown(src_url)})")
-    source = make_url(src_url)
-    if source.get_backend_name() == "sqlite" and not Path(source.database or "").is_file():
-        raise EdgeExploreError(f"there is no store {db.shown(src_url)} to copy from")
-    src_engine, dst_engine = db.get_engine(src_url), db.get_engine(dst_url)
-    src, dst = _optuna(src_url), _optuna(dst_url)
+    # the source is read: it must be a store already (a typo must not create an empty one)
+    src_engine = db.open_store(src_url, create=False).engine
+    dst_engine = db.open_store(dst_url).engine
+    src, dst = _optuna(src_url, create=False), _optuna(dst_url, create=True)
     src_study = _study_id(src, name)
     if src_study is None:
         raise EdgeExploreError(f"{db.shown(src_url)} holds no study named {name!r} "
