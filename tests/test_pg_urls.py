@@ -14,6 +14,7 @@ import textwrap
 import pytest
 
 from edgeexplore.cli import main
+from edgeexplore.store import db
 
 pytestmark = pytest.mark.postgres
 
@@ -39,7 +40,7 @@ def commands(tmp_path) -> list[list[str]]:
         ["ablate", "local-agg", "--quick", "--backend", "none", "--seeds", "1"],
         ["search", str(recipe), "--budget", "1", "--quiet"],
         ["measure", "edgevit_xxs", "--resolution", "32"],
-        ["workers", "tiny"],
+        ["workers", "tiny"], ["store", "version"], ["store", "upgrade"],
     ]
 
 
@@ -111,9 +112,10 @@ def test_wrong_password_is_one_sentence(tmp_path, capsys, password_role):
         err = _one_sentence(capsys)
         assert "refused the login for user 'pw_user'" in err, (args, err)
         assert "wrong-pw" not in err and "***" in err, err
-    # the right password opens it
+    # the right password opens it: a writer creates the store, a reader then lists it
+    db.open_store(template.format(password))
     assert main(["studies", "--storage", template.format(password)]) == 0
-    assert "right-pw" not in capsys.readouterr().out
+    assert "holds no trials" in capsys.readouterr().out
 
 
 def test_missing_psycopg_names_the_extra():
