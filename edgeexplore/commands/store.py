@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from ..store import db, migrate
-from .query import storage_option
+from .options import storage_option
 
 
 @click.group("store")
@@ -18,7 +18,7 @@ def store_group() -> None:
 
 
 @store_group.command("version")
-@storage_option
+@storage_option()
 def version_cmd(storage: str | None) -> None:
     """Print the store's schema revision and this edgeexplore's, changing nothing."""
     url = db.normalise_url(storage)
@@ -32,7 +32,7 @@ def version_cmd(storage: str | None) -> None:
 
 
 @store_group.command("upgrade")
-@storage_option
+@storage_option()
 def upgrade_cmd(storage: str | None) -> None:
     """Upgrade an existing store's tables to this edgeexplore's schema revision."""
     url = db.normalise_url(storage)
