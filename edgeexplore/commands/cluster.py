@@ -9,15 +9,24 @@ import click
 from ..search.liveness import GRACE_S, HEARTBEAT_S, study_workers
 from ..store import db
 from ..store.copy import copy_study
-from .query import FORMATS, _console, _emit_rows, storage_option
-
-
-def _ago(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds:.0f} s"
+from .options import console, format_option, storage_option
+from .output import Column, emit, table
 
 
 def _when(value) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+WORKER_COLUMNS = [
+    Column("hostname", "host"), Column("pid", right=True), Column("trial_id", "trial", right=True),
+    Column("number", right=True), Column("architecture"), Column("arch_hash", "hash"),
+    Column("started_at", "started (UTC)", _when), Column("heartbeat_at", "heartbeat (UTC)", _when),
+    Column("seconds_since_heartbeat", "since (s)", lambda v: "-" if v is None else f"{v:.0f}",
+           right=True),
+    Column("stale", show=lambda v: "stale" if v else ""),
+]
+HOST_COLUMNS = [Column("hostname", "host"), Column("running", right=True),
+                Column("finished", right=True), Column("stale", right=True)]
 
 
 #: the help of `workers` (the heartbeat numbers come from the search loop)
@@ -34,39 +43,21 @@ workers' clocks wrote them, so keep the hosts' clocks in sync (NTP).
 
 @click.command("workers", help=_WORKERS_HELP)
 @click.argument("study")
-@storage_option
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@storage_option()
+@format_option()
 @click.option("--hosts", is_flag=True,
               help="With --format csv/json: the per-host summary instead of the running trials.")
 def workers_cmd(study: str, storage: str | None, fmt: str, hosts: bool) -> None:
     workers, summary = study_workers(study, storage)
     if fmt != "table":
-        _emit_rows([asdict(h) for h in summary] if hosts else [asdict(w) for w in workers], fmt)
+        emit([asdict(h) for h in summary] if hosts else [asdict(w) for w in workers], fmt,
+             HOST_COLUMNS if hosts else WORKER_COLUMNS)
         return
-    from rich.table import Table
-
-    if workers:
-        table = Table(title=f"{len(workers)} trial{'s' if len(workers) != 1 else ''} of {study} "
-                      "in progress")
-        for col in ("host", "pid", "trial", "number", "architecture", "started (UTC)",
-                    "heartbeat (UTC)", "since", ""):
-            table.add_column(col, justify="right" if col in ("pid", "trial", "number", "since")
-                             else "left")
-        for w in workers:
-            table.add_row(w.hostname or "-", str(w.pid or "-"), str(w.trial_id),
-                          "-" if w.number is None else str(w.number),
-                          w.architecture or w.arch_hash or "-", _when(w.started_at),
-                          _when(w.heartbeat_at), _ago(w.seconds_since_heartbeat),
-                          "stale" if w.stale else "")
-        _console().print(table)
-    else:
-        click.echo(f"No trial of {study} is in progress.")
-    table = Table(title="Per host")
-    for col in ("host", "running", "finished", "stale"):
-        table.add_column(col, justify="left" if col == "host" else "right")
-    for h in summary:
-        table.add_row(h.hostname or "-", str(h.running), str(h.finished), str(h.stale))
-    _console().print(table)
+    n = len(workers)
+    emit([asdict(w) for w in workers], fmt, WORKER_COLUMNS,
+         title=f"{n} trial{'s' if n != 1 else ''} of {study} in progress",
+         empty=f"No trial of {study} is in progress.")
+    console().print(table([asdict(h) for h in summary], HOST_COLUMNS, "Per host"))
 
 
 @click.command("copy-study")
