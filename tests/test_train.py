@@ -161,10 +161,10 @@ def test_torchrun_two_cpu_processes(workspace, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         "--master_port=0", "-m", "edgeexplore", "train", "edgevit_xxs",
+         "--standalone", "-m", "edgeexplore", "train", "edgevit_xxs",
          "--data", f"folder:{data}", "--recipe", str(recipe), "--resolution", "32",
          "--epochs", "1", "--batch-size", "4", "-o", str(out)],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((out / "log.jsonl").read_text())

@@ -71,7 +71,8 @@ class Trainer:
         self.channels_last = (recipe.channels_last if recipe.channels_last != "auto"
                               else d.device.type == "cuda")
         model = build(cfg)
-        if d.enabled and d.device.type == "cuda" and _has_batchnorm(model):
+        self.synced_bn = d.enabled and d.device.type == "cuda" and _has_batchnorm(model)
+        if self.synced_bn:
             # per-GPU batches are small; SyncBN is CUDA-only, so CPU (gloo) runs keep plain BN
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(d.device)
@@ -150,6 +151,18 @@ class Trainer:
         seconds = time.perf_counter() - started
         return {"loss": mean_loss, "images": images, "seconds": seconds,
                 "images_per_second": images / seconds if seconds > 0 else 0.0}
+
+    def sync_batchnorm_stats(self) -> None:
+        """Average BatchNorm running statistics over the ranks (as timm's ``--dist-bn reduce``).
+
+        DDP keeps parameters identical but each rank updates its running statistics from its
+        own batches; without SyncBN (CPU runs) they drift apart, and the EMA copies them."""
+        from timm.utils import distribute_bn
+
+        if self.d.enabled and not self.synced_bn and _has_batchnorm(self.model):
+            distribute_bn(self.model, self.d.world_size, reduce=True)
+            if self.ema is not None:
+                distribute_bn(self.ema.module, self.d.world_size, reduce=True)
 
     def _step(self) -> None:
         clip = self.recipe.grad_clip
@@ -319,6 +332,7 @@ def _run(arch: ArchConfig | None, data: str | None, output: Path, recipe: TrainR
         rank_data = distributed.gather(d, {"rank": d.rank, "images": seen,
                                            "digest": _sampler_digest(sampler, seen)})
         stats = trainer.train_epoch(train_loader)
+        trainer.sync_batchnorm_stats()
         if not math.isfinite(stats["loss"]):
             raise EdgeExploreError(
                 f"training diverged: the loss became NaN or infinite in epoch {epoch}; "

@@ -105,10 +105,35 @@ def open_splits(spec: str, seed: int = 0) -> Splits:
                   in_memory=False)
 
 
+def _posterize(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize, with 0 bits kept giving a black image as Pillow < 11 did.
+
+    RandAugment ``rand-m9-mstd0.5-inc1`` (both recipes) reaches magnitude 10 now and then, which
+    asks for 0 bits; Pillow 11+ raises on that, which would end an ImageNet run hours in."""
+    from PIL import ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _safe_posterize(transform: Any) -> Any:
+    from timm.data.auto_augment import RandAugment, posterize
+
+    for t in getattr(transform, "transforms", ()):
+        if isinstance(t, RandAugment):
+            for op in t.ops:
+                if op.aug_fn is posterize:
+                    op.aug_fn = _posterize
+    return transform
+
+
 def train_transform(recipe: TrainRecipe, resolution: tuple[int, int]) -> Any:
     from timm.data import create_transform
 
-    return create_transform(
+    return _safe_posterize(create_transform(
         resolution,
         is_training=True,
         scale=recipe.scale,
@@ -118,7 +143,7 @@ def train_transform(recipe: TrainRecipe, resolution: tuple[int, int]) -> Any:
         re_prob=recipe.reprob,
         re_mode=recipe.remode,
         re_count=1,
-    )
+    ))
 
 
 def eval_transform(resolution: tuple[int, int], crop_pct: float, interpolation: str) -> Any:
