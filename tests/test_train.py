@@ -239,7 +239,22 @@ def test_shipped_recipes_scale_the_learning_rate():
     from edgeexplore.training.recipe import load_recipe
 
     deit = load_recipe("edgevit")
-    assert deit.scaled_lr(world_size=8) == pytest.approx(1e-3)  # 5e-4 × 1024 / 512
+    assert deit.ema and deit.mixes
+    assert deit.scaled_lr(world_size=8) == pytest.approx(2e-3)  # 5e-4 × 8 × 256 / 512
     edgenext = load_recipe("edgenext")
-    assert edgenext.ema and edgenext.accum_steps == 2
+    assert edgenext.ema and edgenext.accum_steps == 2 and not edgenext.mixes
+    assert edgenext.resolution == (256, 256)
     assert edgenext.scaled_lr(world_size=8) == pytest.approx(6e-3)  # 8 × 256 × 2 = 4096
+
+
+def test_gradient_accumulation_steps_once_per_two_batches(workspace, tmp_path):
+    from edgeexplore.config import get_preset
+    from edgeexplore.training.full import train
+    from edgeexplore.training.recipe import load_recipe
+
+    _, data, recipe = workspace
+    r = load_recipe(recipe).replace(epochs=1, warmup_epochs=0, batch_size=4, accum_steps=2)
+    summary = train(get_preset("edgevit_xxs"), f"folder:{data}", tmp_path / "acc", r,
+                    log=lambda _: None)
+    record = json.loads((tmp_path / "acc" / "log.jsonl").read_text())
+    assert summary["finished"] and record["updates"] == 3  # 24 images / (4 × 2)

@@ -29,7 +29,7 @@ class TrainRecipe:
     × accum_steps (the linear scaling rule both papers use)."""
 
     epochs: int = 300
-    batch_size: int = 128
+    batch_size: int = 256
     lr: float = 5e-4
     lr_base_batch: int = 512
     min_lr: float = 1e-5
@@ -54,7 +54,7 @@ class TrainRecipe:
     mixup_prob: float = 1.0
     mixup_switch_prob: float = 0.5
     drop_path: float = 0.1
-    ema: bool = False
+    ema: bool = True
     ema_decay: float = 0.99996
     #: micro-batches per optimizer step (EdgeNeXt's update_freq)
     accum_steps: int = 1
