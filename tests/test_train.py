@@ -253,7 +253,8 @@ def test_gradient_accumulation_steps_once_per_two_batches(workspace, tmp_path):
     from edgeexplore.training.recipe import load_recipe
 
     _, data, recipe = workspace
-    r = load_recipe(recipe).replace(epochs=1, warmup_epochs=0, batch_size=4, accum_steps=2)
+    r = load_recipe(recipe).replace(epochs=1, warmup_epochs=0, batch_size=4, accum_steps=2,
+                                    resolution=32)
     summary = train(get_preset("edgevit_xxs"), f"folder:{data}", tmp_path / "acc", r,
                     log=lambda _: None)
     record = json.loads((tmp_path / "acc" / "log.jsonl").read_text())
