@@ -259,3 +259,24 @@ def test_gradient_accumulation_steps_once_per_two_batches(workspace, tmp_path):
                     log=lambda _: None)
     record = json.loads((tmp_path / "acc" / "log.jsonl").read_text())
     assert summary["finished"] and record["updates"] == 3  # 24 images / (4 × 2)
+
+
+def test_trial_architecture_from_the_store(tmp_path, workspace, capsys):
+    import shutil
+
+    from sqlalchemy import select
+
+    from edgeexplore.commands.train import resolve_train_arch
+    from edgeexplore.store.db import session_scope
+    from edgeexplore.store.schema import Architecture
+
+    store = tmp_path / "store.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "store-v0.db", store)
+    cfg = resolve_train_arch("trial:tiny/1", str(store))
+    with session_scope(str(store)) as s:
+        assert cfg.hash in set(s.scalars(select(Architecture.hash)))
+    _, data, recipe = workspace
+    code, _, err = run_cli(["train", "trial:tiny/99", "--storage", str(store), "--data",
+                            f"folder:{data}", "--recipe", str(recipe), "-o",
+                            str(tmp_path / "o")], capsys)
+    assert code == 1 and "no trial number 99" in err
