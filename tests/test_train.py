@@ -122,6 +122,10 @@ def test_evaluate_uses_ema_and_matches_training_log(full_run, workspace, capsys)
     last = json.loads((full_run / "log.jsonl").read_text().splitlines()[-1])
     assert m["top1"] == pytest.approx(last["val_ema"]["top1"])
     assert m["loss"] == pytest.approx(last["val_ema"]["loss"], rel=1e-4)
+    # naming the architecture the run trained is accepted (its drop path and classes differ)
+    named = evaluate_checkpoint(full_run / "last.pt", f"folder:{data}", arch="edgevit_xxs",
+                                workers=0)
+    assert named["top1"] == m["top1"]
     raw = evaluate_checkpoint(full_run / "last.pt", f"folder:{data}", use_ema=False, workers=0)
     assert raw["weights"] == "model"
     assert raw["loss"] == pytest.approx(last["val"]["loss"], rel=1e-4)

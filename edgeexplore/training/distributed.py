@@ -23,6 +23,8 @@ class Dist:
     world_size: int
     local_rank: int
     device: torch.device
+    #: processes on this node (they share its CPUs for data loading)
+    local_world_size: int = 1
 
     @property
     def enabled(self) -> bool:
@@ -55,7 +57,7 @@ def setup(device: str | None = None) -> Dist:
         # NCCL between GPUs; gloo on CPU, where the same command runs for tests and debugging
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", device_id=
                                 dev if dev.type == "cuda" else None)
-    return Dist(rank, world, local, dev)
+    return Dist(rank, world, local, dev, int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
 
 
 def teardown(d: Dist) -> None:

@@ -94,9 +94,12 @@ def _state_dict_of(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def _fits(cfg: ArchConfig, given: ArchConfig) -> bool:
-    """Same network apart from the class count and resolution (the data decide those)."""
-    return cfg.replace(num_classes=1, resolution=(224, 224)).hash == \
-        given.replace(num_classes=1, resolution=(224, 224)).hash
+    """Same network apart from what training sets: the class count (the data), the resolution
+    and the drop-path rate (the recipe)."""
+    def core(c: ArchConfig) -> str:
+        return c.replace(num_classes=1, resolution=(224, 224), drop_path_rate=0.0).hash
+
+    return core(cfg) == core(given)
 
 
 def load_for_eval(path: Path, arch: str | None = None, use_ema: bool = True) -> Loaded:
@@ -176,7 +179,7 @@ def evaluate_checkpoint(
             raise ConfigError(f"--crop-pct must be in (0, 1], not {pct}")
         dataset = splits.dataset("val", loaders.eval_transform(res, pct, loaded.interpolation))
         loader = loaders.eval_loader(dataset, batch_size, d.rank, d.world_size,
-                                     loaders.workers_for(workers, d.world_size),
+                                     loaders.workers_for(workers, d.local_world_size),
                                      d.device.type == "cuda")
         model = loaded.model.to(d.device)
         dtype = autocast_dtype(amp, "auto", d.device)

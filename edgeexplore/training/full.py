@@ -110,8 +110,10 @@ class Trainer:
 
     # ------------------------------------------------------------ the loop
 
-    def train_epoch(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-        """One pass over ``batches``; returns the mean loss, images and seconds.
+    def train_epoch(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    advance: Callable[[], object] | None = None) -> dict[str, float]:
+        """One pass over ``batches``; returns the mean loss, images and seconds. ``advance`` is
+        called after every micro-batch (a progress bar).
 
         The loss is summed on the device and read once at the end (a per-step ``.item()`` is a
         host sync that stalls the GPU)."""
@@ -145,6 +147,8 @@ class Trainer:
             images += len(x)
             if stepping:
                 self._step()
+            if advance is not None:
+                advance()
             if micro >= self.updates_per_epoch * accum:
                 break  # an incomplete accumulation at the end is dropped, as the schedule assumes
         mean_loss = (loss_sum / max(1, micro)).item()
@@ -206,6 +210,20 @@ class Trainer:
 
 
 # ---------------------------------------------------------------- the run
+
+
+def _progress(enabled: bool) -> Any:
+    """A transient bar over an epoch's batches (rank 0 only); the epoch lines stay."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), transient=True, disable=not enabled)
 
 
 @dataclass
@@ -291,7 +309,7 @@ def _run(arch: ArchConfig | None, data: str | None, output: Path, recipe: TrainR
                           resolution=tuple(recipe.resolution or cfg.resolution),
                           drop_path_rate=recipe.drop_path)
 
-    workers = loaders.workers_for(recipe.workers, d.world_size)
+    workers = loaders.workers_for(recipe.workers, d.local_world_size)
     pin = d.device.type == "cuda"
     train_set = splits.dataset("train", loaders.train_transform(recipe, cfg.resolution))
     val_set = splits.dataset("val", loaders.eval_transform(cfg.resolution, recipe.crop_pct,
@@ -326,52 +344,56 @@ def _run(arch: ArchConfig | None, data: str | None, output: Path, recipe: TrainR
             f", lr {trainer.lr:.3g}")
 
     epoch = first_epoch - 1
-    for epoch in range(first_epoch, recipe.epochs + 1):
-        sampler.set_epoch(epoch)
-        seen = len(train_loader) * recipe.batch_size
-        rank_data = distributed.gather(d, {"rank": d.rank, "images": seen,
-                                           "digest": _sampler_digest(sampler, seen)})
-        stats = trainer.train_epoch(train_loader)
-        trainer.sync_batchnorm_stats()
-        if not math.isfinite(stats["loss"]):
-            raise EdgeExploreError(
-                f"training diverged: the loss became NaN or infinite in epoch {epoch}; "
-                f"{output / ckpt.LAST} holds epoch {epoch - 1} (lower --lr or set grad_clip)"
-            )
-        val = run_eval(trainer.model, val_loader, d, cfg.num_classes, trainer.dtype,
-                       trainer.channels_last)
-        ema_val = (run_eval(trainer.ema.module, val_loader, d, cfg.num_classes, trainer.dtype,
-                            trainer.channels_last) if trainer.ema is not None else None)
-        score = (ema_val or val)["top1"]
-        improved = score > best["top1"]
-        if improved:
-            best = {"top1": score, "epoch": epoch}
-        rngs = distributed.gather(d, ckpt.rng_state())
-        record = {
-            "epoch": epoch, "train_loss": round(stats["loss"], 6),
-            "lr": trainer.optimizer.param_groups[0]["lr"], "updates": trainer.updates,
-            "train_images_per_second": round(stats["images_per_second"] * d.world_size, 2),
-            "train_seconds": round(stats["seconds"], 3), "val": val, "val_ema": ema_val,
-            "data": rank_data,
-        }
-        if d.is_main:
-            state = {
-                "format": ckpt.FORMAT, "arch": cfg.to_dict(), "recipe": recipe.to_dict(),
-                "data": setup.data, "seed": seed, "epoch": epoch, "world_size": d.world_size,
-                "best": best, "metrics": record, "rng": rngs, **trainer.state(),
-            }
-            ckpt.save(state, output / ckpt.LAST)
+    bar = _progress(enabled=d.is_main)
+    task = bar.add_task("", total=updates_per_epoch * recipe.accum_steps)
+    with bar:
+        for epoch in range(first_epoch, recipe.epochs + 1):
+            bar.update(task, completed=0, description=f"epoch {epoch}/{recipe.epochs}")
+            sampler.set_epoch(epoch)
+            seen = len(train_loader) * recipe.batch_size
+            rank_data = distributed.gather(d, {"rank": d.rank, "images": seen,
+                                               "digest": _sampler_digest(sampler, seen)})
+            stats = trainer.train_epoch(train_loader, lambda: bar.advance(task))
+            trainer.sync_batchnorm_stats()
+            if not math.isfinite(stats["loss"]):
+                raise EdgeExploreError(
+                    f"training diverged: the loss became NaN or infinite in epoch {epoch}; "
+                    f"{output / ckpt.LAST} holds epoch {epoch - 1} (lower --lr or set grad_clip)"
+                )
+            val = run_eval(trainer.model, val_loader, d, cfg.num_classes, trainer.dtype,
+                           trainer.channels_last)
+            ema_val = (run_eval(trainer.ema.module, val_loader, d, cfg.num_classes, trainer.dtype,
+                                trainer.channels_last) if trainer.ema is not None else None)
+            score = (ema_val or val)["top1"]
+            improved = score > best["top1"]
             if improved:
-                ckpt.save(state, output / ckpt.BEST)
-            with open(output / "log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            ema_text = f" · ema {_fmt(ema_val, k)}" if ema_val else ""
-            log(f"epoch {epoch}/{recipe.epochs} · loss {stats['loss']:.4f} · val {_fmt(val, k)}"
-                f"{ema_text} · {record['train_images_per_second']:.0f} img/s"
-                f"{' · best' if improved else ''}")
-        distributed.barrier(d)
-        if stop_after is not None and epoch >= stop_after:
-            break
+                best = {"top1": score, "epoch": epoch}
+            rngs = distributed.gather(d, ckpt.rng_state())
+            record = {
+                "epoch": epoch, "train_loss": round(stats["loss"], 6),
+                "lr": trainer.optimizer.param_groups[0]["lr"], "updates": trainer.updates,
+                "train_images_per_second": round(stats["images_per_second"] * d.world_size, 2),
+                "train_seconds": round(stats["seconds"], 3), "val": val, "val_ema": ema_val,
+                "data": rank_data,
+            }
+            if d.is_main:
+                state = {
+                    "format": ckpt.FORMAT, "arch": cfg.to_dict(), "recipe": recipe.to_dict(),
+                    "data": setup.data, "seed": seed, "epoch": epoch, "world_size": d.world_size,
+                    "best": best, "metrics": record, "rng": rngs, **trainer.state(),
+                }
+                ckpt.save(state, output / ckpt.LAST)
+                if improved:
+                    ckpt.save(state, output / ckpt.BEST)
+                with open(output / "log.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                ema_text = f" · ema {_fmt(ema_val, k)}" if ema_val else ""
+                log(f"epoch {epoch}/{recipe.epochs} · loss {stats['loss']:.4f} · val {_fmt(val, k)}"
+                    f"{ema_text} · {record['train_images_per_second']:.0f} img/s"
+                    f"{' · best' if improved else ''}")
+            distributed.barrier(d)
+            if stop_after is not None and epoch >= stop_after:
+                break
 
     digests = distributed.gather(d, weights_digest(trainer.model))
     summary = {
