@@ -81,7 +81,7 @@ def train_cmd(arch, data, output, recipe_name, epochs, batch_size, lr, warmup_ep
     \b
     Examples:
       edgeexplore train edgevit_xxs --data folder:/data/imagenet -o runs/xxs
-      torchrun --nproc_per_node=8 -m edgeexplore train arch.json \\
+      torchrun --standalone --nproc_per_node=8 -m edgeexplore train arch.json \\
           --data folder:/data/imagenet --recipe edgenext -o runs/found
       edgeexplore train --resume -o runs/xxs
     """
