@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -223,7 +224,8 @@ def _progress(enabled: bool) -> Any:
     )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), transient=True, disable=not enabled)
+                    TimeRemainingColumn(), transient=True,
+                    disable=not (enabled and sys.stdout.isatty()))  # logs and pipes get lines
 
 
 @dataclass
@@ -253,8 +255,9 @@ def _prepare(arch: ArchConfig | None, data: str | None, output: Path, recipe: Tr
         raise EdgeExploreError(f"{last} is not a checkpoint written by edgeexplore train")
     saved_recipe = TrainRecipe.from_dict(state["recipe"])
     if state["epoch"] >= saved_recipe.epochs:
-        raise EdgeExploreError(f"the run in {output} already finished its {saved_recipe.epochs} "
-                               "epochs; there is nothing to resume")
+        n = saved_recipe.epochs
+        raise EdgeExploreError(f"the run in {output} already finished its {n} "
+                               f"epoch{'s' if n != 1 else ''}; there is nothing to resume")
     if state["world_size"] != world_size:
         # the global batch sets the learning rate and the data each rank saw
         raise EdgeExploreError(f"the run in {output} was trained by {state['world_size']} "
