@@ -130,8 +130,9 @@ def test_evaluate_uses_ema_and_matches_training_log(full_run, workspace, capsys)
     assert raw["weights"] == "model"
     assert raw["loss"] == pytest.approx(last["val"]["loss"], rel=1e-4)
     code, out, _ = run_cli(["evaluate", str(full_run / "best.pt"), "--data", f"folder:{data}",
-                            "--workers", "0", "--json"], capsys)
-    assert code == 0 and json.loads(out)["top3"] >= json.loads(out)["top1"]
+                            "--workers", "0", "--format", "json"], capsys)
+    row = json.loads(out)[0]
+    assert code == 0 and row["weights"] == "ema" and row["top3"] >= row["top1"]
 
 
 def test_evaluate_converted_state_dict(full_run, workspace, tmp_path):

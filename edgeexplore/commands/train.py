@@ -6,14 +6,13 @@ Both run unchanged under ``torchrun --nproc_per_node=N -m edgeexplore ...``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from ..errors import ConfigError, EdgeExploreError
-
-STORAGE_HELP = "Database URL or SQLite path for trial:STUDY/N (default: $EDGEEXPLORE_STORAGE or edgeexplore.db)."
+from .options import format_option, json_alias, storage_option
+from .output import Column, emit
 
 
 def _trial_arch(spec: str, storage: str | None):
@@ -71,7 +70,7 @@ def resolve_train_arch(spec: str, storage: str | None):
 @click.option("--stop-after", type=click.IntRange(min=1), default=None, metavar="EPOCH",
               help="Stop after this epoch; --resume continues later (for time-limited jobs).")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
-@click.option("--storage", default=None, metavar="URL", help=STORAGE_HELP)
+@storage_option("Where trial:STUDY/N is read")
 def train_cmd(arch, data, output, recipe_name, epochs, batch_size, lr, warmup_epochs, resolution,
               workers, seed,
               resume, stop_after, device, storage) -> None:
@@ -129,9 +128,10 @@ def train_cmd(arch, data, output, recipe_name, epochs, batch_size, lr, warmup_ep
 @click.option("--no-ema", is_flag=True, help="Evaluate the raw weights even when an EMA exists.")
 @click.option("--workers", type=click.IntRange(min=0), default=8, show_default=True)
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@format_option()
+@json_alias
 def evaluate_cmd(checkpoint, data, arch, batch_size, resolution, crop_pct, no_ema, workers,
-                 device, as_json) -> None:
+                 device, fmt, as_json) -> None:
     """Top-1/top-5 accuracy, loss and images/s of a checkpoint (EMA weights when present).
 
     \b
@@ -147,13 +147,11 @@ def evaluate_cmd(checkpoint, data, arch, batch_size, resolution, crop_pct, no_em
                             workers=workers, device=device)
     if m["rank"] != 0:  # under torchrun every rank holds the same totals
         return
-    if as_json:
-        click.echo(json.dumps(m, indent=1))
-        return
-    k = next(key for key in m if key.startswith("top") and key != "top1")
-    click.echo(f"{checkpoint} ({m['weights']} weights, architecture {m['arch']}) on {data}: "
-               f"top-1 {m['top1']:.2f}% · {k[:3]}-{k[3:]} {m[k]:.2f}% · loss {m['loss']:.4f} · "
-               f"{m['images']} images at {m['images_per_second']:.0f} images/s")
+    m["resolution"] = "x".join(map(str, m["resolution"]))
+    columns = ["checkpoint", "weights", "arch", "top1", next(k for k in m if k.startswith("top")
+               and k != "top1"), "loss", "images", "images_per_second", "resolution", "device"]
+    emit([m], "json" if as_json else fmt, [Column(c) for c in columns],
+         title=f"{checkpoint} on {data}")
 
 
 COMMANDS = [train_cmd, evaluate_cmd]
