@@ -32,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# Optuna 5 has no public function for either on bare arrays (they sit behind study.best_trials
+# and the hypervolume-history plot); these two imports are this package's only private Optuna
+# names, used by pareto_mask and hypervolume alone and pinned by tests/test_pareto.py.
 from optuna._hypervolume import compute_hypervolume
 from optuna.study._multi_objective import _is_pareto_front
 
@@ -151,6 +155,8 @@ class ParetoResult:
     knee: int | None  # row index
     group_hypervolumes: dict[str, float] = field(default_factory=dict)
     references: list[ReferencePoint] = field(default_factory=list)
+    #: how to measure the references no stored trial answers (analysis.query.PresetRequest)
+    preset_requests: list[Any] = field(default_factory=list)
 
     @property
     def front(self) -> list[int]:

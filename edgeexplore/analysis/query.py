@@ -394,7 +394,6 @@ def pareto_front(
     backend: str | None = None,
     where: str | None = None,
     presets: Sequence[str] | bool = False,
-    train_presets: bool = False,
     storage: str | None = None,
 ) -> ParetoResult:
     """The non-dominated complete trials of one or several studies.
@@ -402,7 +401,9 @@ def pareto_front(
     ``objectives`` defaults to what the (first) study optimised, else accuracy:max,latency_ms:min.
     With a latency objective the trials must share one latency backend: pick it with ``backend``
     when the store holds several. ``presets`` (True for edgevit_xxs/xs/s, or a list of names)
-    adds reference points measured like the trials (see :func:`preset_points`).
+    adds reference points (``result.references``) at the trials' input size and class count:
+    those a stored trial answers are complete; :func:`edgeexplore.evaluation.place_presets`
+    measures the others (``result.preset_requests``, see :func:`preset_requests`).
     """
     engine = open_store(storage)
     _check_studies(engine, study)
@@ -450,12 +451,13 @@ def pareto_front(
     result = analyse(values, objs, ids=[r[0] for r in rows], groups=[r[1] for r in rows])
     if presets:
         chosen = list(PRESET_NAMES) if presets is True else list(presets)
-        result.references = preset_points(
+        result.preset_requests = preset_requests(
             objs, chosen, resolution=(shape[0] if shape and shape[0] else "224x224"),
             num_classes=int(shape[1]) if shape and shape[1] is not None else 1000,
-            backend=backend or (backends[0] if backends else None), train=train_presets,
+            backend=backend or (backends[0] if backends else None),
             storage=storage, studies=names or sorted(set(result.groups)),
         )
+        result.references = [r.point for r in result.preset_requests]
     return result
 
 
@@ -483,64 +485,57 @@ def _fetch_tuples(conn: Any, stmt: Any) -> list[tuple]:
 PRESET_NAMES = ("edgevit_xxs", "edgevit_xs", "edgevit_s")
 
 
-def preset_points(
+@dataclass
+class PresetRequest:
+    """A preset to draw beside a front, as the store describes the trials it is compared with.
+
+    ``point`` is what gets drawn: complete when a stored trial of the very same architecture
+    (``stored_trial``) has every objective, else to be measured by
+    :func:`edgeexplore.evaluation.place_presets` on ``backend`` with ``backend_settings`` and,
+    for accuracy, with ``training`` (the latest complete trial's study, recipe, data and seed;
+    None when no such trial exists).
+    """
+
+    point: ReferencePoint
+    config: Any  # ArchConfig
+    backend: str | None
+    backend_settings: dict[str, Any]
+    training: dict[str, Any] | None
+    stored_trial: int | None = None
+
+
+def preset_requests(
     objectives: Sequence[Objective],
     names: Sequence[str] = PRESET_NAMES,
     resolution: str | tuple[int, int] = "224x224",
     num_classes: int = 1000,
     backend: str | None = None,
-    train: bool = False,
     storage: str | None = None,
     studies: Sequence[str] = (),
-) -> list[ReferencePoint]:
-    """Presets measured like the trials: at the trials' resolution and class count.
+) -> list[PresetRequest]:
+    """The presets at the trials' resolution and class count, with what the store knows.
 
-    A preset that the studies already evaluated (a complete trial of the very same architecture,
-    e.g. queued by the recipe's ``enqueue:``) takes that trial's stored values: same recipe, data,
-    backend and device. Otherwise FLOPs, parameters and activations come from
-    :func:`edgeexplore.cost.count_cost`; latency from :func:`edgeexplore.latency.measure_arch`
-    on ``backend`` with the trials' batch, threads and settings (cached in the store, so a second
-    plot costs nothing); accuracy only with ``train=True``, by proxy-training the preset with the
-    study's stored recipe, data and seed. Objectives left unknown stay ``None`` and the plot
-    draws such a preset as a reference line on the axis it knows.
+    A preset the studies already evaluated (a complete trial of the very same architecture,
+    e.g. queued by the recipe's ``enqueue:``) takes that trial's stored values: same recipe,
+    data, backend and device. The others are left to the evaluation pipeline; nothing here
+    counts, times or trains.
     """
     from ..config import get_preset, parse_resolution
 
     res = parse_resolution(resolution)
     need = [o.name for o in objectives]
+    settings = _backend_settings(backend, studies, storage) if backend else {}
+    training = _study_training(studies, storage) if "accuracy" in need else None
     out = []
     for name in names:
         cfg = get_preset(name).replace(resolution=res, num_classes=num_classes)
         stored = _stored_preset(cfg.hash, need, backend, studies, storage)
         if stored is not None:
             trial_id, values = stored
-            out.append(ReferencePoint(name, values, f"stored trial {trial_id}"))
-            continue
-        values: dict[str, float | None] = dict.fromkeys(need)
-        notes = []
-        if set(need) & {"flops", "params", "activations"}:
-            cost = _preset_cost(cfg, storage)
-            for k in ("flops", "params", "activations"):
-                if k in need:
-                    values[k] = float(cost[k])
-        if set(need) & {"latency_ms", "latency_p90_ms", "energy_mj"}:
-            if backend is None:
-                notes.append("latency not measured: the trials name no backend")
-            else:
-                m = _measure_preset(cfg, backend, studies, storage)
-                if "latency_ms" in need:
-                    values["latency_ms"] = float(m.median_ms)
-                if "latency_p90_ms" in need:
-                    values["latency_p90_ms"] = float(m.p90_ms)
-                if "energy_mj" in need and m.energy_j:
-                    values["energy_mj"] = float(m.energy_j["median_j"]) * 1e3
-        if "accuracy" in need:
-            if train:
-                values["accuracy"], how = _train_preset(name, cfg, studies, storage)
-                notes.append(how)
-            else:
-                notes.append("accuracy not trained (use --train-presets)")
-        out.append(ReferencePoint(name, values, "; ".join(notes)))
+            point = ReferencePoint(name, values, f"stored trial {trial_id}")
+        else:
+            trial_id, point = None, ReferencePoint(name, dict.fromkeys(need), "not measured")
+        out.append(PresetRequest(point, cfg, backend, settings, training, trial_id))
     return out
 
 
@@ -560,86 +555,30 @@ def _stored_preset(arch_hash: str, need: list[str], backend: str | None,
     return row[0], {n: float(v) for n, v in zip(need, row[1:])}
 
 
-def _preset_cost(cfg: Any, storage: str | None) -> dict[str, int]:
-    """Params/FLOPs/activations of ``cfg``: from the architectures table, else counted and kept.
-
-    Counting traces the model with fvcore (seconds per preset on a small CPU), so the result is
-    stored as an ordinary architecture row, as the search stores the trials' architectures.
-    """
-    engine = open_store(storage)
-    with engine.connect() as conn:
-        row = conn.execute(select(A.params, A.flops, A.activations).where(
-            A.hash == cfg.hash, A.flops.is_not(None))).first()
-    if row is not None:
-        return {"params": row[0], "flops": row[1], "activations": row[2]}
-    from ..cost import count_cost
-    from ..store import upsert_architecture
-
-    cost = count_cost(cfg)
-    with db.session_scope(engine.url.render_as_string(hide_password=False)) as s:
-        upsert_architecture(s, cfg, cost)
-    return {"params": int(cost.params), "flops": int(cost.flops),
-            "activations": int(cost.activations)}
-
-
-def _measure_preset(cfg: Any, backend: str, studies: Sequence[str], storage: str | None):
-    """Time a preset as the trials were timed: same backend, batch, threads and settings."""
-    from ..latency import measure_arch
-
+def _backend_settings(backend: str, studies: Sequence[str], storage: str | None
+                      ) -> dict[str, Any]:
+    """The settings the trials were timed with on ``backend`` (batch and threads included)."""
     q = select(T.backend_settings).where(T.backend == backend, T.backend_settings.is_not(None))
     if studies:
         q = q.where(T.study.in_(list(studies)))
     with open_store(storage).connect() as conn:
-        settings = _loads(conn.scalar(q.order_by(T.id.desc()).limit(1)), {})
-    batch, threads = int(settings.pop("batch", 1)), settings.pop("threads", None)
-    return measure_arch(cfg, backend=backend, batch=batch, threads=threads,
-                        store=db.open_store(storage),
-                        **settings)
+        return _loads(conn.scalar(q.order_by(T.id.desc()).limit(1)), {})
 
 
-def _train_preset(name: str, cfg: Any, studies: Sequence[str], storage: str | None
-                  ) -> tuple[float, str]:
-    """Proxy-train a preset with the study's stored recipe, data and seed (as a trial is), or
-    reuse the accuracy of an earlier such training; returns the accuracy and how it was got."""
-    from ..store.preset_trainings import PresetTraining, find
-
+def _study_training(studies: Sequence[str], storage: str | None) -> dict[str, Any] | None:
+    """The study, proxy recipe, data and seed of the latest complete trial of ``studies``."""
     engine = open_store(storage)
     with engine.connect() as conn:
         row = conn.execute(
-            select(T.study, T.recipe, T.seed, T.train_key).where(
+            select(T.study, T.recipe, T.seed).where(
                 T.study.in_(list(studies)), T.state == COMPLETE, T.recipe.is_not(None))
             .order_by(T.id.desc()).limit(1)
         ).first()
     if row is None:
-        raise EdgeExploreError(
-            "--train-presets needs a study with a stored proxy recipe (complete trials)")
-    url = engine.url.render_as_string(hide_password=False)
-    with db.session_scope(url) as s:
-        done = find(s, cfg.hash, row[3])
-        if done is not None:
-            return done.accuracy, f"accuracy trained earlier with study {done.study}'s recipe"
+        return None
     study_recipe = optuna_study_attrs(engine).get(row[0], {}).get("recipe") or {}
-    data = study_recipe.get("data") or {}
-    if not data.get("spec"):
-        raise EdgeExploreError(f"study {row[0]!r} does not record its data; cannot train presets")
-    from ..data import load_data
-    from ..models import build
-    from ..training.proxy import ProxyRecipe, seed_everything, train_proxy
-
-    proxy = ProxyRecipe.from_dict(json.loads(row[1]))
-    seed = int(study_recipe.get("seed", row[2] or 0))
-    bundle = load_data(data["spec"], resolution=cfg.resolution, subset=data.get("subset"),
-                       val_subset=data.get("val_subset"), seed=seed)
-    seed_everything(seed)  # the same initial weights a trial with this seed gets
-    model = build(proxy.arch_for(cfg.replace(num_classes=bundle.num_classes)))
-    result = train_proxy(model, bundle, proxy, seed=seed, progress=True)
-    with db.session_scope(url) as s:
-        db.add_once(s, PresetTraining(preset=name, arch_hash=cfg.hash, train_key=row[3],
-                                      study=row[0], accuracy=float(result.accuracy),
-                                      curve=json.dumps(result.curve),
-                                      train_seconds=float(result.train_seconds)),
-                    arch_hash=cfg.hash, train_key=row[3])
-    return float(result.accuracy), f"accuracy trained now with study {row[0]}'s recipe"
+    return {"study": row[0], "recipe": json.loads(row[1]), "data": study_recipe.get("data"),
+            "seed": int(study_recipe.get("seed", row[2] or 0))}
 
 
 def trial_summaries(ids: Sequence[int], storage: str | None = None) -> dict[int, TrialSummary]:
@@ -657,6 +596,7 @@ def trial_summaries(ids: Sequence[int], storage: str | None = None) -> dict[int,
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
+    "PresetRequest",
     "StudySummary",
     "TrialDetail",
     "TrialSummary",
@@ -667,7 +607,7 @@ __all__ = [
     "open_store",
     "pareto_front",
     "parse_objectives",
-    "preset_points",
+    "preset_requests",
     "study_objectives",
     "trial_fields",
     "trial_summaries",

@@ -17,6 +17,7 @@ from rich.text import Text
 from ..analysis import query
 from ..analysis.pareto import ParetoResult
 from ..errors import EdgeExploreError
+from ..evaluation import place_presets
 from ..units import DISPLAY, format_value
 from .options import console, format_option, limit_option, storage_option
 from .output import Column, cell_text, emit, metric_text
@@ -247,8 +248,9 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
     """
     result = query.pareto_front(
         study=list(studies) or None, objectives=objectives, backend=backend, where=where,
-        presets=presets, train_presets=train_presets, storage=storage,
+        presets=presets, storage=storage,
     )
+    place_presets(result.preset_requests, train=train_presets, storage=storage)
     if plot_path:
         from ..analysis.pareto import plot
 

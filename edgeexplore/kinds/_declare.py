@@ -15,16 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ConfigError
 
-if TYPE_CHECKING:
-    from ..config import ArchConfig, StageConfig
-    from ..models.registry import Macro, StageContext
-
-    BlockBuilder = Callable[[StageContext], list[Any]]
-    MacroBuilder = Callable[[ArchConfig], Macro]
+# Declarations sit below config (which validates with them) and models (whose builders they
+# name), so the builders' argument types are named here, not imported: a block builder takes a
+# models.registry.StageContext, a macro builder an ArchConfig and returns a registry.Macro.
+BlockBuilder = Callable[[Any], list[Any]]
+MacroBuilder = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class BlockKind:
     #: False for attention-free kinds: heads is stored as 1 and never searched
     uses_heads: bool = True
     #: ``fn(stage, options)`` raising ConfigError for what needs the whole stage (depth, width)
-    check: Callable[[StageConfig, dict[str, Any]], None] | None = None
+    check: Callable[[Any, dict[str, Any]], None] | None = None  # (StageConfig, options)
     #: what to know when exporting it (ONNX, other input sizes)
     export: str = ""
 
