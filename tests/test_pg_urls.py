@@ -41,6 +41,7 @@ def commands(tmp_path) -> list[list[str]]:
         ["search", str(recipe), "--budget", "1", "--quiet"],
         ["measure", "edgevit_xxs", "--resolution", "32"],
         ["workers", "tiny"], ["store", "version"], ["store", "upgrade"],
+        ["train", "trial:tiny/0", "--data", "synthetic", "-o", str(tmp_path / "full")],
     ]
 
 
