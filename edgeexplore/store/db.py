@@ -10,10 +10,8 @@ reader (``trials list``, optuna-dashboard) can share the file without "database 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,10 +24,11 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     OperationalError,
 )
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import EdgeExploreError
-from . import servers
+from . import migrate, servers
+from .base import Base, error_reason, shown, utcnow  # noqa: F401 - the store's one import point
 
 T = TypeVar("T")
 
@@ -38,15 +37,6 @@ DEFAULT_URL = "sqlite:///edgeexplore.db"
 BUSY_TIMEOUT_S = 60
 #: seconds to wait for a database server to answer before saying it cannot be reached
 CONNECT_TIMEOUT_S = 10
-
-
-def utcnow() -> datetime:
-    """Naive UTC "now", the form every timestamp column of ours stores."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class Base(DeclarativeBase):
-    """Declarative base of every edgeexplore table (Optuna keeps its own metadata)."""
 
 
 def default_url() -> str:
@@ -71,14 +61,6 @@ def normalise_url(url: str | None) -> str:
         if not os.access(folder, os.W_OK):
             raise EdgeExploreError(f"cannot write the database {parsed.database}: folder {folder} is not writable")
     return url
-
-
-def shown(url: str) -> str:
-    """``url`` as messages print it: any password replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):  # unparsable: still hide what looks like user:password@
-        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -151,8 +133,6 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     refused, an older store of ours is upgraded, and a newer one is refused, each in one sentence.
     One :class:`Store` per URL per process.
     """
-    from . import migrate  # it uses this module's helpers
-
     url = normalise_url(url)
     found = _stores.get(url)
     if found is not None:
@@ -171,8 +151,6 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
 def probe(url: str, *, create: bool) -> str | None:
     """Check, without writing anything, that ``url`` is (``create``: or can become) our store;
     returns the schema revision recorded in it (None: none yet)."""
-    from . import migrate
-
     parsed = make_url(url)
     if not create and parsed.get_backend_name() == "sqlite" and parsed.database not in (
             None, "", ":memory:") and not Path(parsed.database).expanduser().is_file():
@@ -193,12 +171,6 @@ def probe(url: str, *, create: bool) -> str | None:
 def get_engine(url: str | None = None) -> Engine:
     """The engine of :func:`open_store` ``(url)`` (creating our tables if need be)."""
     return open_store(url).engine
-
-
-def error_reason(e: Exception) -> str:
-    """The first line of the database's own message (what a user can act on), not SQLAlchemy's."""
-    text = str(getattr(e, "orig", None) or e)
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def create_schema(create: Callable[[], T]) -> T:
