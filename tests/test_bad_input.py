@@ -1,0 +1,52 @@
+"""Bad input is refused in one sentence with a non-zero exit, before anything is trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeexplore.ablation.variants import load_component
+from edgeexplore.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+# -- YAML: a repeated key is an editing slip, never "the last one wins" -----------------------------
+
+
+def test_duplicate_key_in_a_search_space(tmp_path, capsys):
+    text = (ROOT / "search_spaces" / "edgevit-tiny.yaml").read_text()
+    space = tmp_path / "dup.yaml"
+    space.write_text(text.replace("resolution: 64\n", "resolution: 32\nresolution: 64\n"))
+    line = text.splitlines().index("resolution: 64") + 1
+    assert main(["spaces", str(space)]) == 1
+    err = _one_line_error(capsys)
+    assert f"key 'resolution' is given twice (lines {line} and {line + 1})" in err
+    assert "dup.yaml" in err
+
+
+def test_duplicate_key_in_a_flow_mapping_of_a_recipe(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nspace: edgevit-tiny\nproxy: {epochs: 1, epochs: 2}\n")
+    assert main(["search", str(recipe), "--budget", "1", "--storage", str(tmp_path / "r.db")]) == 1
+    assert "key 'epochs' is given twice (line 3)" in _one_line_error(capsys)
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_duplicate_key_in_a_variant_file(tmp_path, capsys):
+    variants = tmp_path / "v.yaml"
+    variants.write_text("variants:\n  - name: a\n    name: b\n    changes: {mlp_ratio: 3}\n")
+    assert main(["ablate", str(variants), "--quick", "--storage", str(tmp_path / "v.db")]) == 1
+    assert "key 'name' is given twice (lines 2 and 3)" in _one_line_error(capsys)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path, capsys):
+    variants = tmp_path / "v.yaml"
+    variants.write_text("variants:\n  - &a {name: a, changes: {mlp_ratio: 3}}\n"
+                        "  - <<: *a\n    name: b\n")
+    assert [v.name for v in load_component(variants).variants] == ["a", "b"]
