@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import torch
 
 from edgeexplore.ablation.variants import load_component
 from edgeexplore.cli import main
@@ -50,3 +53,32 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path, capsys):
     variants.write_text("variants:\n  - &a {name: a, changes: {mlp_ratio: 3}}\n"
                         "  - <<: *a\n    name: b\n")
     assert [v.name for v in load_component(variants).variants] == ["a", "b"]
+
+
+# -- convert ------------------------------------------------------------------------------------
+
+
+class _NotWeights:
+    """A pickled object that torch.load(weights_only=True) refuses."""
+
+
+def test_convert_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    text = tmp_path / "notes.pth"
+    text.write_text("hello, not a checkpoint\n")
+    assert main(["convert", str(text), "--head-dim", "16"]) == 1
+    assert f"{text} is not a PyTorch checkpoint" in _one_line_error(capsys)
+    pickled = tmp_path / "objects.pth"
+    torch.save({"model": _NotWeights()}, pickled)
+    assert main(["convert", str(pickled), "--head-dim", "16"]) == 1
+    err = _one_line_error(capsys)
+    assert re.search(r"holds a Python object \(\S*_NotWeights\), not only weights", err)
+    assert "weights_only" not in err
+
+
+def test_convert_refuses_a_missing_output_folder(tmp_path, capsys):
+    ckpt = tmp_path / "official.pth"
+    torch.save({"w": torch.zeros(1)}, ckpt)
+    out = tmp_path / "nosuch" / "ours.pt"
+    assert main(["convert", str(ckpt), "--head-dim", "16", "-o", str(out)]) == 1
+    assert f"folder {out.parent} does not exist" in _one_line_error(capsys)
+    assert not out.parent.exists()
