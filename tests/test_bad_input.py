@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from edgeexplore.ablation.variants import load_component
 from edgeexplore.cli import main
+from edgeexplore.errors import EdgeExploreError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,3 +85,38 @@ def test_convert_refuses_a_missing_output_folder(tmp_path, capsys):
     assert main(["convert", str(ckpt), "--head-dim", "16", "-o", str(out)]) == 1
     assert f"folder {out.parent} does not exist" in _one_line_error(capsys)
     assert not out.parent.exists()
+
+
+# -- measure / backends ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--batch", "100000000"], "batch must be at most 4096, not 100000000"),
+    (["--threads", "99999"], "threads must be at most"),
+    (["--backend", "command", "--set", "command=echo", "--threads", "2000"],
+     "threads must be at most 1024 (the cap for a command backend), not 2000"),
+])
+def test_measure_caps_batch_and_threads(tmp_path, capsys, args, needle):
+    assert main(["measure", "edgevit_xxs", "--storage", str(tmp_path / "m.db"), *args]) == 1
+    assert needle in _one_line_error(capsys)
+
+
+def test_thread_cap_scales_with_usable_cores(monkeypatch):
+    from edgeexplore.latency import base
+
+    monkeypatch.setattr(base, "usable_cores", lambda: 3)
+    assert base.check_threads(12) == 12
+    with pytest.raises(EdgeExploreError, match=r"at most 12 \(4 per usable core"):
+        base.check_threads(13)
+
+
+def test_set_keeps_text_settings_as_typed(capsys):
+    """`--set command=false` is the program `false`, not the boolean False (no command at all)."""
+    assert main(["backends", "--backend", "command", "--set", "command=false", "--json"]) == 0
+    info = next(i for i in json.loads(capsys.readouterr().out) if i["name"] == "command")
+    assert info["available"] is True and info["reason"] == "external device via false"
+    # numbers still are numbers, and a JSON list is still a list of arguments
+    assert main(["backends", "--backend", "command", "--set", 'command=["true", "x"]',
+                 "--set", "timeout_s=5", "--json"]) == 0
+    info = next(i for i in json.loads(capsys.readouterr().out) if i["name"] == "command")
+    assert info["available"] is True and info["reason"] == "external device via true"

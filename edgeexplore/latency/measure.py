@@ -10,6 +10,10 @@ from . import cache
 from .base import BackendUnavailable, LatencyBackend, Measurement
 from .registry import get_backend
 
+#: The largest timed batch: edge latency is measured at small batches, and a typo such as
+#: --batch 100000000 asked for 60 TB of input (an allocator traceback).
+MAX_BATCH = 4096
+
 
 def input_shape_for(cfg: ArchConfig, batch: int = 1) -> tuple[int, int, int, int]:
     h, w = cfg.resolution
@@ -47,6 +51,8 @@ def measure_arch(
     """
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise EdgeExploreError(f"batch must be a positive integer, not {batch!r}")
+    if batch > MAX_BATCH:
+        raise EdgeExploreError(f"batch must be at most {MAX_BATCH}, not {batch}")
     cfg = resolve_arch(cfg)
     b = resolve_backend(backend, threads=threads, **settings)
     ok, why = b.available()
