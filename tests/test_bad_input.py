@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from edgeexplore.ablation.variants import load_component
 from edgeexplore.cli import main
 from edgeexplore.errors import EdgeExploreError
+from edgeexplore.search.recipe import StudyRecipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,3 +122,83 @@ def test_set_keeps_text_settings_as_typed(capsys):
                  "--set", "timeout_s=5", "--json"]) == 0
     info = next(i for i in json.loads(capsys.readouterr().out) if i["name"] == "command")
     assert info["available"] is True and info["reason"] == "external device via true"
+
+
+# -- backends are checked before anything is trained -----------------------------------------------
+
+TINY = """
+name: tiny
+space: edgevit-tiny
+resolution: 32
+data: {spec: synthetic, subset: 3, val_subset: 2}
+proxy: {epochs: 1, batch_size: 10, warmup_epochs: 0, lr: 0.003, min_lr: 0.0}
+objectives: [accuracy, latency_ms]
+backend: {name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3, max_samples: 5}
+sampler: random
+seed: 0
+early_stopping: false
+"""
+NO_CUDA = "backend 'cuda' is not available here"
+
+
+def _tiny(tmp_path: Path, text: str = TINY) -> Path:
+    p = tmp_path / "tiny.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(("args", "text", "needle"), [
+    (["--backend", "nosuch"], TINY, "unknown latency backend 'nosuch' (known: torch-cpu"),
+    (["--backend", "cuda"], TINY, NO_CUDA),
+    ([], TINY.replace("max_samples: 5}", "max_samples: 5, colour: red}"),
+     "backend 'torch-cpu' has no setting 'colour'"),
+    ([], TINY.replace("threads: 1,", "threads: 100000,"), "threads must be at most"),
+])
+def test_search_checks_the_backend_before_the_first_trial(tmp_path, capsys, args, text, needle):
+    if needle == NO_CUDA and torch.cuda.is_available():
+        pytest.skip("a GPU is visible here, so cuda is available")
+    db = tmp_path / "s.db"
+    assert main(["search", str(_tiny(tmp_path, text)), "--budget", "1", "--storage", str(db),
+                 "--quiet", *args]) == 1
+    assert needle in _one_line_error(capsys)
+    assert not db.exists()  # no store created, no failed trial stored
+
+
+@pytest.mark.parametrize("backend", ["nosuch", "cuda"])
+def test_ablate_checks_the_backend_before_training(tmp_path, capsys, backend):
+    if backend == "cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is visible here, so cuda is available")
+    db = tmp_path / "a.db"
+    assert main(["ablate", "local-agg", "--quick", "--storage", str(db), "--backend", backend]) == 1
+    err = _one_line_error(capsys)
+    assert (NO_CUDA if backend == "cuda" else "unknown latency backend 'nosuch'") in err
+    assert not db.exists()
+
+
+def test_search_refuses_to_resume_a_study_with_another_space(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    first = _tiny(tmp_path)
+    assert main(["search", str(first), "--budget", "1", "--storage", str(db), "--quiet"]) == 0
+    capsys.readouterr()
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.replace("space: edgevit-tiny", "space: hybrid-tiny"))
+    assert main(["search", str(other), "--name", "tiny", "--budget", "1", "--storage", str(db),
+                 "--quiet"]) == 1
+    err = _one_line_error(capsys)
+    assert "study 'tiny' already exists with other search-space parameters" in err
+    assert "edgevit-tiny" in err and "hybrid-tiny" in err
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM trial_results").fetchone() == (1,)  # none failed
+    con.close()
+
+
+def test_a_changed_constraint_is_the_same_space(tmp_path):
+    text = (ROOT / "search_spaces" / "edgevit-tiny.yaml").read_text()
+    assert "max_params: 2M" in text
+    tighter = tmp_path / "tighter.yaml"
+    tighter.write_text(text.replace("max_params: 2M", "max_params: 1M"))
+    wider = tmp_path / "wider.yaml"
+    wider.write_text(text.replace("head_dim: [16, 24]", "head_dim: [16, 24, 32]"))
+    keys = [StudyRecipe.from_dict({"name": "r", "space": str(p)}).space_key()
+            for p in (ROOT / "search_spaces" / "edgevit-tiny.yaml", tighter, wider)]
+    assert keys[0] == keys[1] != keys[2]

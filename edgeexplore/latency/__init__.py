@@ -27,7 +27,7 @@ from .base import (
     device_fingerprint,
     sample_loop,
 )
-from .measure import input_shape_for, measure_arch
+from .measure import check_backend, input_shape_for, measure_arch
 from .registry import GROUP, BackendInfo, backend_names, get_backend, list_backends
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "SamplingPolicy",
     "Stats",
     "backend_names",
+    "check_backend",
     "device_fingerprint",
     "get_backend",
     "input_shape_for",

@@ -30,6 +30,24 @@ def resolve_backend(backend: str | LatencyBackend, threads: int | None = None,
     return backend
 
 
+def check_backend(backend: str | LatencyBackend, batch: int = 1, threads: int | None = None,
+                  **settings: Any) -> LatencyBackend:
+    """The backend, once its name, settings and batch are valid and it can run here.
+
+    Callers that train before they time (search, ablate) call this first, so a typo or a
+    backend this machine lacks is refused up front, not reported after hours of training.
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise EdgeExploreError(f"batch must be a positive integer, not {batch!r}")
+    if batch > MAX_BATCH:
+        raise EdgeExploreError(f"batch must be at most {MAX_BATCH}, not {batch}")
+    b = resolve_backend(backend, threads=threads, **settings)
+    ok, why = b.available()
+    if not ok:
+        raise BackendUnavailable(f"backend {b.name!r} is not available here: {why}")
+    return b
+
+
 def measure_arch(
     cfg: ArchConfig | str,
     backend: str | LatencyBackend = "torch-cpu",
@@ -49,15 +67,8 @@ def measure_arch(
     building the model, unless ``force``. ``settings`` go to the backend (e.g. ``budget_s=0.5``
     for quicker, noisier torch-cpu timing inside a large search).
     """
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise EdgeExploreError(f"batch must be a positive integer, not {batch!r}")
-    if batch > MAX_BATCH:
-        raise EdgeExploreError(f"batch must be at most {MAX_BATCH}, not {batch}")
+    b = check_backend(backend, batch=batch, threads=threads, **settings)
     cfg = resolve_arch(cfg)
-    b = resolve_backend(backend, threads=threads, **settings)
-    ok, why = b.available()
-    if not ok:
-        raise BackendUnavailable(f"backend {b.name!r} is not available here: {why}")
     if hasattr(b, "storage") and b.storage is None:
         b.storage = storage  # the lut backend keeps its table in the same store
     shape = input_shape_for(cfg, batch)
