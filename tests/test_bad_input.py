@@ -202,3 +202,17 @@ def test_a_changed_constraint_is_the_same_space(tmp_path):
     keys = [StudyRecipe.from_dict({"name": "r", "space": str(p)}).space_key()
             for p in (ROOT / "search_spaces" / "edgevit-tiny.yaml", tighter, wider)]
     assert keys[0] == keys[1] != keys[2]
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["trials", "list"], ["studies"], ["pareto"], ["measure", "edgevit_xxs"],
+    ["search", "--budget", "1"], ["ablate", "local-agg", "--quick"],
+])
+def test_a_folder_as_storage_is_named_as_a_folder(tmp_path, capsys, command):
+    assert main([*command, "--storage", str(tmp_path)]) == 1
+    err = _one_line_error(capsys)
+    assert f"{tmp_path} is a folder, not a database file" in err and "pass --storage" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -59,6 +59,9 @@ def normalise_url(url: str | None) -> str:
     except ArgumentError:
         raise EdgeExploreError(f"{url!r} is not a database URL (e.g. sqlite:///edgeexplore.db)") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if Path(parsed.database).expanduser().is_dir():  # SQLite only says "unable to open"
+            raise EdgeExploreError(f"{parsed.database} is a folder, not a database file "
+                                   "(give a file path, e.g. --storage DIR/edgeexplore.db)")
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
             raise EdgeExploreError(f"cannot create the database {parsed.database}: folder {folder} does not exist")
