@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
@@ -216,3 +221,65 @@ def test_a_folder_as_storage_is_named_as_a_folder(tmp_path, capsys, command):
     err = _one_line_error(capsys)
     assert f"{tmp_path} is a folder, not a database file" in err and "pass --storage" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@contextmanager
+def _read_only(path: Path) -> Iterator[None]:
+    """``path`` unwritable for this process: chmod, or as root (which chmod does not stop) the
+    immutable flag; skipped where neither can be done."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    try:
+        chattr = subprocess.run(["chattr", "+i", str(path)], check=False, capture_output=True)
+        made = chattr.returncode == 0
+    except FileNotFoundError:
+        made = False
+    if not made:
+        pytest.skip("running as root without chattr +i: cannot make a file unwritable")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def _store_without_the_study(path: Path) -> None:
+    from edgeexplore.store import db
+
+    db.get_engine(str(path))  # our tables
+    optuna.create_study(study_name="someone-else", storage=f"sqlite:///{path}")  # Optuna's
+
+
+def test_search_on_a_read_only_store_is_one_sentence(tmp_path, capsys, monkeypatch):
+    store = tmp_path / "ro.db"
+    _store_without_the_study(store)
+    before = store.read_bytes()
+    args = ["search", str(_tiny(tmp_path)), "--budget", "1", "--storage", str(store), "--quiet"]
+    with _read_only(store):
+        assert main(args) == 1
+        assert f"cannot write the database {store}: the file is read-only" in _one_line_error(
+            capsys)
+        # where the file check cannot see it (another database), Optuna's failure is one line too
+        from edgeexplore.store import db
+
+        monkeypatch.setattr(db, "check_writable", lambda url: None)
+        assert main(args) == 1
+        assert "the database refused an operation: attempt to write a readonly database" in (
+            _one_line_error(capsys))
+    assert store.read_bytes() == before
+
+
+def test_search_in_a_read_only_folder_is_one_sentence(tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    args = ["search", str(_tiny(tmp_path)), "--budget", "1", "--storage", str(folder / "s.db"),
+            "--quiet"]
+    with _read_only(folder):
+        assert main(args) == 1
+        assert f"folder {folder} is not writable" in _one_line_error(capsys)
+    assert list(folder.iterdir()) == []

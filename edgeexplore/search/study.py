@@ -573,6 +573,7 @@ def run_study(
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
     recipe.check_backends()  # before the store is created or any trial fails on it
+    db.check_writable(url)
     try:
         db.get_engine(url)
         ostorage = optuna_storage(url)

@@ -70,6 +70,18 @@ def normalise_url(url: str | None) -> str:
     return url
 
 
+def check_writable(url: str) -> None:
+    """Refuse a SQLite file that cannot be written, before a command that writes to it starts:
+    SQLite opens it read-only without a word, and the first write then fails deep inside Optuna."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database).expanduser()
+    if path.is_file() and not os.access(path, os.W_OK):
+        raise EdgeExploreError(f"cannot write the database {path}: the file is read-only "
+                               "(make it writable, or pass another --storage)")
+
+
 def shown(url: str) -> str:
     """``url`` as messages print it: any password replaced by ``***``."""
     try:
