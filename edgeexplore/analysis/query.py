@@ -504,8 +504,12 @@ def parse_objectives(spec: str | Sequence[str] | None) -> list[Objective]:
             )
         direction = (direction.strip().lower() or DEFAULT_DIRECTIONS.get(name, ""))
         direction = {"maximize": "max", "minimize": "min"}.get(direction, direction)
-        if direction not in ("min", "max"):
+        if direction not in ("min", "max") and not part.partition(":")[2].strip():
             raise EdgeExploreError(f"objective {name!r} needs :min or :max (e.g. {name}:min)")
+        if direction not in ("min", "max"):  # e.g. "latency_ms:min;DROP TABLE trials"
+            raise EdgeExploreError(
+                f"{part.strip()!r} is not a valid objective: give NAME:min or NAME:max, "
+                f"separated by commas (names: {', '.join(sorted(valid))})")
         if any(o.name == name for o in out):
             raise EdgeExploreError(f"objective {name!r} is given twice")
         out.append(Objective(name, direction))  # type: ignore[arg-type]
