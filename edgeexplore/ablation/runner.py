@@ -267,7 +267,7 @@ def _register(session: Session, plan: Plan, name: str) -> int:
     """Create (or check) the ablation and its variants; returns the ablation id."""
     from ..cost import count_cost
     from ..store import Architecture, upsert_architecture
-    from .tables import Ablation, AblationVariant, as_json
+    from ..store.ablations import Ablation, AblationVariant, as_json
 
     key = plan.settings_key
     row = session.scalar(select(Ablation).where(Ablation.name == name))
@@ -340,7 +340,7 @@ def _name_taken(row: Any) -> EdgeExploreError:
 def _stored_matches(url: str, name: str, plan: Plan) -> dict[str, MatchResult]:
     """The matches stored by an earlier run of this very ablation (same name, same settings)."""
     from ..store import Architecture
-    from .tables import Ablation
+    from ..store.ablations import Ablation
 
     out: dict[str, MatchResult] = {}
     with db.session_scope(url) as s:
@@ -440,7 +440,7 @@ def run_ablation(
     total = len(plan.variants) * len(plan.seeds)
     echo(f"Runs: reused {reused} of {total} runs, trained {trained}.")
     with db.session_scope(url) as s:
-        from .tables import Ablation
+        from ..store.ablations import Ablation
 
         row = s.get(Ablation, ablation_id)
         row.status = "complete"
@@ -453,7 +453,7 @@ def run_ablation(
 def _measure_latency(plan: Plan, ablation_id: int, url: str, echo: Printer) -> None:
     if plan.backend is None:
         return
-    from .tables import AblationVariant, as_json
+    from ..store.ablations import AblationVariant, as_json
 
     with db.session_scope(url) as s:
         todo = [
@@ -472,7 +472,7 @@ def _measure_latency(plan: Plan, ablation_id: int, url: str, echo: Printer) -> N
         try:
             from ..latency import measure_arch
 
-            meas = measure_arch(pv.arch, backend=plan.backend, storage=url)
+            meas = measure_arch(pv.arch, backend=plan.backend, store=db.open_store(url))
             ms, detail, err = float(meas.median_ms), as_json(_jsonable(meas.to_dict())), None
             echo(f"  latency {vname}: {ms:.2f} ms ({plan.backend})")
         except EdgeExploreError as e:
@@ -494,7 +494,7 @@ def _train_key(plan: Plan, seed: int) -> str:
 
 def _run_all(plan, ablation_id, url, data, recipe_obj, echo, progress) -> tuple[int, int]:
     from ..store import COMPLETE, RUNNING, TrialResult, find_reusable
-    from .tables import STUDY_PREFIX, AblationRun, AblationVariant
+    from ..store.ablations import STUDY_PREFIX, AblationRun, AblationVariant
 
     reused = trained = 0
     with db.session_scope(url) as s:
@@ -504,7 +504,7 @@ def _run_all(plan, ablation_id, url, data, recipe_obj, echo, progress) -> tuple[
                 select(AblationVariant).where(AblationVariant.ablation_id == ablation_id)
             )
         }
-        from .tables import Ablation
+        from ..store.ablations import Ablation
 
         study = STUDY_PREFIX + s.get(Ablation, ablation_id).name
     total = len(plan.variants) * len(plan.seeds)
@@ -655,10 +655,10 @@ def load_report(
     name: str, storage: str | None = None, seeds: Sequence[int] | None = None
 ) -> AblationReport:
     """The table of a stored ablation (``seeds``: which seeds to show; default the last asked)."""
-    from .tables import Ablation
+    from ..store.ablations import Ablation
 
     url = db.normalise_url(storage)
-    with db.session_scope(url) as s:
+    with db.open_store(url, create=False).session() as s:  # reading never creates a store
         ab = s.scalar(select(Ablation).where(Ablation.name == name))
         if ab is None:
             raise EdgeExploreError(f"no ablation named {name!r} in {db.shown(url)}")

@@ -26,6 +26,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import shlex
 import socket
 import threading
 import time
@@ -43,8 +44,10 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from .. import interrupts, store
 from ..config import PRESETS, ArchConfig
 from ..errors import ConfigError, EdgeExploreError, reject_unknown_keys
+from ..objectives import Objective
 from ..store import TrialResult, db
-from .recipe import Objective, StudyRecipe
+from ..study_summary import StudySummary, check_study_name, summarise_studies
+from .recipe import StudyRecipe
 
 #: seconds between heartbeats of a running trial, and how long one may be silent before it is
 #: considered dead (only used across hosts; on one host a dead pid is recognised at once)
@@ -135,12 +138,13 @@ class TrialOutcome:
 
 
 @dataclass
-class StudySummary:
-    name: str
+class SearchRun:
+    """What one ``run_study`` call did (``ran``, ``seconds``) and the study it left (``study``)."""
+
+    study: StudySummary
     storage: str
     recipe: StudyRecipe
     ran: list[TrialOutcome]
-    counts: dict[str, int]
     seconds: float
     interrupted: bool = False
 
@@ -337,7 +341,7 @@ class _Context:
 
 
 def _directions(objectives: tuple[Objective, ...]) -> list[str]:
-    return [o.direction for o in objectives]
+    return [o.optuna_direction for o in objectives]
 
 
 def open_study(recipe: StudyRecipe, name: str, url: str, sampler_seed: int,
@@ -565,10 +569,10 @@ def run_study(
     progress: bool = True,
     report: Callable[[TrialOutcome], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
-) -> StudySummary:
+) -> SearchRun:
     """Run (or resume and extend) the study ``name`` for ``budget`` more trials or time."""
     started = time.time()
-    name = name or recipe.name
+    name = check_study_name(recipe.name if name is None else name)
     url = db.normalise_url(storage)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
@@ -599,21 +603,26 @@ def run_study(
             ran, interrupted = _run_workers(recipe, name, url, workers, target, deadline, report)
     except KeyboardInterrupt:
         interrupted = True
-    with db.session_scope(url) as s:
-        counts = dict(s.execute(select(TrialResult.state, func.count()).where(
-            TrialResult.study == name).group_by(TrialResult.state)).all())
-    summary = StudySummary(name, url, recipe, ran, counts, time.time() - started, interrupted)
+    (study,) = summarise_studies(db.get_engine(url), [name])
+    run = SearchRun(study, url, recipe, ran, time.time() - started, interrupted)
     if interrupted:
-        raise StudyInterrupted(_resume_hint(summary))
-    return summary
+        raise StudyInterrupted(_resume_hint(run))
+    return run
 
 
-def _resume_hint(summary: StudySummary) -> str:
-    done = summary.counts.get(store.COMPLETE, 0)
-    path = summary.recipe.label
-    return (f"{done} complete trials of study {summary.name!r} are stored in "
-            f"{summary.storage} (the trial in progress is marked failed). Resume with: "
-            f"edgeexplore search {path} --name {summary.name} --budget N")
+def resume_command(run: SearchRun) -> str:
+    """The command that extends this study, runnable as printed (quoted, on the same store)."""
+    words = ["edgeexplore", "search", run.recipe.label, "--name", run.study.name]
+    if db.normalise_url(run.storage) != db.normalise_url(None):
+        words += ["--storage", db.shown(run.storage)]  # a password is never printed
+    return shlex.join(words) + " --budget N"
+
+
+def _resume_hint(run: SearchRun) -> str:
+    done = run.study.states.get(store.COMPLETE, 0)
+    return (f"{done} complete trials of study {run.study.name!r} are stored in "
+            f"{db.shown(run.storage)} (the trial in progress is marked failed). Resume with: "
+            f"{resume_command(run)}")
 
 
 def _run_workers(recipe: StudyRecipe, name: str, url: str, workers: int, target: int | None,
@@ -694,6 +703,6 @@ def summary_rows(url: str, name: str) -> list[TrialResult]:
 
 
 __all__ = [
-    "Budget", "StudyInterrupted", "StudySummary", "TrialOutcome", "budget_count", "make_sampler",
-    "open_study", "optuna_storage", "parse_budget", "recover_stale", "run_study", "summary_rows",
+    "Budget", "SearchRun", "StudyInterrupted", "TrialOutcome", "budget_count", "make_sampler",
+    "open_study", "optuna_storage", "parse_budget", "recover_stale", "resume_command", "run_study", "summary_rows",
 ]

@@ -148,7 +148,7 @@ class TrialRunner:
         if backend != self.recipe.backend:
             s = {}  # the settings belong to the study's backend, not the constraint's
         return measure_arch(cfg, backend=backend, batch=batch, threads=threads,
-                            storage=self.url, **s)
+                            store=db.open_store(self.url), **s)
 
     def _train(self, cfg: ArchConfig, outcome: Any) -> dict[str, Any]:
         from ..models import build
