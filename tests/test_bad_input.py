@@ -274,6 +274,16 @@ def test_search_on_a_read_only_store_is_one_sentence(tmp_path, capsys, monkeypat
     assert store.read_bytes() == before
 
 
+def test_ablate_on_a_read_only_store_is_refused_before_matching(tmp_path, capsys):
+    store = tmp_path / "ro.db"
+    _store_without_the_study(store)
+    with _read_only(store):
+        assert main(["ablate", "local-agg", "--quick", "--storage", str(store)]) == 1
+    out, err = capsys.readouterr()
+    assert f"cannot write the database {store}: the file is read-only" in err
+    assert err.count("\n") == 1 and "depths" not in out + err  # nothing matched or trained
+
+
 def test_search_in_a_read_only_folder_is_one_sentence(tmp_path, capsys):
     folder = tmp_path / "ro"
     folder.mkdir()
