@@ -35,7 +35,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".
 #: holds CIFAR-10 at 128x128 or ~25 images per class of ImageNet at 224, and leaves room for
 #: several worker processes on a 16 GiB machine.
 DEFAULT_MAX_DECODED_GB = 4.0
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 16-bit grey images scaled to 8 bits (1 clipped them to 255)
 CIFAR10_ARCHIVE = "cifar10-jpg.tar.gz"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,6 +136,11 @@ def load_image(path: Path, resolution: tuple[int, int] | None) -> np.ndarray:
     """RGB uint8 [H, W, 3]; resized so it covers ``resolution``, then centre-cropped to it."""
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I"):
+                # 16-bit grey (PNG opens as "I;16" or "I"): convert() clips every value above 255
+                # to white instead of scaling, so scale 0..65535 to 0..255 here.
+                grey = np.rint(np.asarray(im, dtype=np.float64) / 257.0).clip(0, 255)
+                im = Image.fromarray(grey.astype(np.uint8), "L")
             im = im.convert("RGB")
             if resolution is not None and im.size != (resolution[1], resolution[0]):
                 h, w = resolution

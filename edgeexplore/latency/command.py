@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeExploreError
-from .base import Measurement, check_positive, cpu_description
+from .base import Measurement, check_positive, check_threads, cpu_description
 from .onnxrt import EXPORTERS, export_onnx
 
 #: "latency: 12.5 ms", "avg=12.5ms", "12.5 ms" ... the first number followed by a time unit
@@ -76,7 +76,7 @@ class CommandBackend:
         self.pattern, self.unit, self.exporter = pattern, unit, exporter
         self.timeout_s = check_positive("timeout_s", timeout_s, integer=False)
         self.runs = check_positive("runs", runs)
-        self.threads = check_positive("threads", threads if threads is not None else 1)
+        self.threads = check_threads(threads if threads is not None else 1, local=False)
         self.warmup, self.repeats = int(warmup), check_positive("repeats", repeats)
         self.device_name = device_name
 

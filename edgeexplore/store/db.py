@@ -55,12 +55,27 @@ def normalise_url(url: str | None) -> str:
         raise EdgeExploreError(f"{shown(url)!r} is not a database URL (e.g. sqlite:///edgeexplore.db "
                                "or postgresql+psycopg://user@host/database)") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if Path(parsed.database).expanduser().is_dir():  # SQLite only says "unable to open"
+            raise EdgeExploreError(f"{parsed.database} is a folder, not a database file "
+                                   "(give a file path, e.g. --storage DIR/edgeexplore.db)")
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
             raise EdgeExploreError(f"cannot create the database {parsed.database}: folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
             raise EdgeExploreError(f"cannot write the database {parsed.database}: folder {folder} is not writable")
     return url
+
+
+def check_writable(url: str) -> None:
+    """Refuse a SQLite file that cannot be written, before a command that writes to it starts:
+    SQLite opens it read-only without a word, and the first write then fails deep inside Optuna."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database).expanduser()
+    if path.is_file() and not os.access(path, os.W_OK):
+        raise EdgeExploreError(f"cannot write the database {path}: the file is read-only "
+                               "(make it writable, or pass another --storage)")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
