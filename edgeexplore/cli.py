@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "edgeexplore.commands.query",
     "edgeexplore.commands.ablate",
     "edgeexplore.commands.search",
+    "edgeexplore.commands.export",
 ]
 
 
