@@ -14,7 +14,6 @@ __all__ = [
     "DropPath",
     "LayerNorm2d",
     "TokenMlp",
-    "crop_to",
     "drop_path_or_identity",
     "init_linear_and_norm",
     "pad_to_multiple",
@@ -103,13 +102,4 @@ def pad_to_multiple(
     return F.pad(x, [0, pw, 0, ph], mode=mode)
 
 
-def crop_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """The top-left ``height``×``width`` of an NCHW map (no-op, and no graph node, when it is
-    that size already). An FX leaf for the same reason as :func:`pad_to_multiple`."""
-    if x.shape[-2] == height and x.shape[-1] == width:
-        return x
-    return x[:, :, :height, :width]
-
-
 torch.fx.wrap("pad_to_multiple")
-torch.fx.wrap("crop_to")
