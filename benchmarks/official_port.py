@@ -185,6 +185,7 @@ def naive_edgevit(name: str, **kwargs) -> EdgeVit:
 USAGE = """Time our EdgeViT presets against this port, interleaved, as ratios ours / port:
 
     uv run python benchmarks/official_port.py [--threads 1,2] [--rounds 5] [--reps 20] [--onnx]
+        [--clock wall|cpu]
 
 Each round times every (preset, model) pair once for ``--reps`` calls in alternation, so load
 from other processes hits both alike; the ratio of medians is reported per round and overall.
@@ -218,9 +219,8 @@ def _onnx_runner(model: nn.Module, x: torch.Tensor, threads: int):
     return lambda: session.run(None, feed)
 
 
-def _ratio_rounds(ours, port, rounds: int, reps: int) -> list[float]:
+def _ratio_rounds(ours, port, rounds: int, reps: int, clock) -> list[float]:
     import statistics
-    import time
 
     for _ in range(3):
         ours(), port()
@@ -229,9 +229,9 @@ def _ratio_rounds(ours, port, rounds: int, reps: int) -> list[float]:
         a, b = [], []
         for _ in range(reps):
             for fn, acc in ((ours, a), (port, b)):
-                t0 = time.perf_counter()
+                t0 = clock()
                 fn()
-                acc.append(time.perf_counter() - t0)
+                acc.append(clock() - t0)
         ratios.append(statistics.median(a) / statistics.median(b))
     return ratios
 
@@ -246,7 +246,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--onnx", action="store_true", help="also time both in ONNX Runtime")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: the calling thread's CPU time, steadier on a loaded machine "
+                         "(meaningful with one thread only; other threads are not counted)")
     args = ap.parse_args(argv)
+    import time
+
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     pairs = _pairs(args.presets.split(","))
     x = torch.randn(1, 3, 224, 224)
     for threads in (int(t) for t in args.threads.split(",")):
@@ -255,12 +261,12 @@ def main(argv: list[str] | None = None) -> None:
             with torch.inference_mode():
                 torch.testing.assert_close(ours(x), port(x), atol=1e-4, rtol=1e-4)
                 eager = _ratio_rounds(lambda o=ours: o(x), lambda p=port: p(x),
-                                      args.rounds, args.reps)
+                                      args.rounds, args.reps, clock)
             line = (f"{name:12s} {threads} thread(s)  eager ours/port: median "
                     f"{statistics.median(eager):.3f} (rounds {', '.join(f'{r:.2f}' for r in eager)})")
             if args.onnx:
                 onnx = _ratio_rounds(_onnx_runner(ours, x, threads), _onnx_runner(port, x, threads),
-                                     args.rounds, args.reps)
+                                     args.rounds, args.reps, clock)
                 line += (f"; onnxruntime: median {statistics.median(onnx):.3f} "
                          f"(rounds {', '.join(f'{r:.2f}' for r in onnx)})")
             print(line, flush=True)
