@@ -102,9 +102,13 @@ class SparseGlobalAttention(nn.Module):
             bias = self.prop.bias
             if bias is None:
                 bias = kernel.new_zeros(C)
-            patches = torch.addcmul(
-                bias, x[:, :, None, :, None, :], kernel[None, None, :, None, :, :]
-            )
+            tokens, taps = x[:, :, None, :, None, :], kernel[None, None, :, None, :, :]
+            if _exporting_onnx():
+                # the ONNX exporter writes addcmul with a float32 constant, which breaks
+                # float16 graphs; Mul + Add is the same arithmetic
+                patches = tokens * taps + bias
+            else:
+                patches = torch.addcmul(bias, tokens, taps)
             x = patches.reshape(B, h * r, w * r, C)
         else:
             x = x.permute(0, 3, 1, 2)
@@ -127,6 +131,14 @@ class SparseGlobalAttention(nn.Module):
         if self.prop_norm is not None:
             x = self.prop_norm(self._propagate(x, H, W))
         return self.proj(x)
+
+
+def _exporting_onnx() -> bool:
+    # TorchScript cannot compile torch.onnx.is_in_onnx_export; a scripted model never is
+    if torch.jit.is_scripting():
+        return False
+    else:  # TorchScript leaves this branch uncompiled only as an explicit else
+        return torch.onnx.is_in_onnx_export()
 
 
 def crop_tokens(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -3,7 +3,8 @@
 The backbone knows no block class: the stem, downsamplers and norms come from the macro builder
 registered for ``arch.macro``, each stage's blocks from the block builder registered for
 ``stage.block`` (see :mod:`edgeexplore.models.registry`). The classifier is always global
-average pooling → ``head_norm`` → Linear, so ``reset_classifier`` works for every layout.
+pooling (average by default) → ``head_norm`` → Linear, so ``reset_classifier`` works for every
+layout.
 
 Module layout (what state-dict keys look like)::
 
