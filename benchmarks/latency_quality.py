@@ -150,10 +150,12 @@ def run_lut(archs: list[ArchConfig], calib: list[ArchConfig], db: str,
 
     from edgeexplore.latency import get_backend
     from edgeexplore.models import build
+    from edgeexplore.store import open_store
 
     torch.set_num_threads(args.threads)
     settings = {"threads": args.threads, "budget_s": args.budget, "clock": args.clock}
-    lut = get_backend("lut", calibrate=len(calib), storage=db, **settings)
+    lut = get_backend("lut", calibrate=len(calib), **settings)
+    lut.use_store(open_store(db))
     t0 = time.perf_counter()
     for cfg in calib:
         torch.manual_seed(0)

@@ -32,7 +32,7 @@ from sqlalchemy import insert
 from edgeexplore import store
 from edgeexplore.cli import cli
 from edgeexplore.config import ArchConfig, StageConfig
-from edgeexplore.store import db
+from edgeexplore.store import db, schema
 
 WHERE = 'latency_ms < 10 and accuracy > 0.6 and stage3.block == "lgl"'
 
@@ -73,7 +73,7 @@ def build_store(path: Path, n: int, seed: int = 0) -> str:
             hash=cfg.hash, config=cfg.to_json(), description=cfg.describe(), macro=cfg.macro,
             resolution="224x224", num_classes=1000, params=params, flops=flops,
             activations=flops // 40, depths=",".join(map(str, cfg.depths)),
-            widths=",".join(map(str, cfg.widths)), **store._stage_columns(cfg),
+            widths=",".join(map(str, cfg.widths)), **schema._stage_columns(cfg),
         )
         hashes.append(cfg.hash)
     rows = []

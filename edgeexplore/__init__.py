@@ -58,6 +58,6 @@ def __getattr__(name: str) -> ModuleType:
 
 
 if "timm" in sys.modules:
-    from . import models  # noqa: F401  (registers block kinds, macros and timm models)
+    from . import models  # noqa: F401  (registers the presets with timm)
 elif not any(isinstance(f, _RegisterAfterTimm) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterAfterTimm())

@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "edgeexplore.commands.query",
     "edgeexplore.commands.ablate",
     "edgeexplore.commands.search",
+    "edgeexplore.commands.store",
+    "edgeexplore.commands.train",
     "edgeexplore.commands.export",
 ]
 

@@ -14,12 +14,16 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, reject_unknown_keys
+
+# Importing the package declares every built-in block kind and macro layout (torch-free);
+# BLOCKS and MACROS stay importable from here, the lookups the rest of the code uses.
+from .kinds import BLOCKS, MACROS, get_block_kind, get_macro  # noqa: F401
 
 NUM_STAGES = 4
 #: sanity bounds on one stage: far beyond any edge backbone, low enough that a typo (an extra
@@ -34,180 +38,8 @@ STRIDE = 32
 STAGE_STRIDES = (4, 8, 16, 32)
 
 
-@dataclass(frozen=True)
-class OptionSpec:
-    """One option of a block kind: its default and what values are allowed."""
-
-    default: Any
-    choices: tuple | None = None
-    minimum: float | None = None
-    help: str = ""
-
-    def check(self, block: str, name: str, value: Any) -> Any:
-        kind = type(self.default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise ConfigError(f"block {block!r}: option {name!r} must be true or false, not {value!r}")
-        elif not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(
-                f"block {block!r}: option {name!r} must be {kind.__name__}, not {value!r}"
-            )
-        if self.choices is not None and value not in self.choices:
-            allowed = ", ".join(repr(c) for c in self.choices)
-            raise ConfigError(f"block {block!r}: option {name!r} is {value!r}; allowed: {allowed}")
-        if self.minimum is not None and value < self.minimum:
-            raise ConfigError(f"block {block!r}: option {name!r} must be >= {self.minimum}, not {value!r}")
-        return value
-
-
-@dataclass(frozen=True)
-class BlockSpec:
-    """A block kind selectable per stage, and the options it takes."""
-
-    name: str
-    help: str
-    options: Mapping[str, OptionSpec] = field(default_factory=dict)
-    uses_heads: bool = True
-    #: options that only matter when the stage's sample rate is > 1 (reset to defaults otherwise)
-    sparse_only: tuple[str, ...] = ()
-    #: optional ``fn(stage, options) -> options`` run after :meth:`normalise`: checks that need
-    #: the whole stage (depth, width) and resets options that the stage makes irrelevant
-    refine: Callable[[StageConfig, dict[str, Any]], dict[str, Any]] | None = None
-
-    def normalise(self, options: Mapping[str, Any], sample_rate: int) -> dict[str, Any]:
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            valid = ", ".join(sorted(self.options)) or "none"
-            raise ConfigError(
-                f"block {self.name!r} has no option {unknown[0]!r} (valid options: {valid})"
-            )
-        out = {k: spec.default for k, spec in self.options.items()}
-        for k, v in options.items():
-            out[k] = self.options[k].check(self.name, k, v)
-        if sample_rate == 1:
-            for k in self.sparse_only:
-                out[k] = self.options[k].default
-        if self.name == "lgl":
-            # LSA replaces the depthwise conv, so its kernel is irrelevant, and vice versa.
-            if out["local_agg"] == "lsa":
-                out["agg_kernel"] = self.options["agg_kernel"].default
-            else:
-                out["window"] = self.options["window"].default
-        return out
-
-
-_LGL_OPTIONS = {
-    "local_agg": OptionSpec(
-        "conv", ("conv", "lsa"),
-        help="local aggregation: 'conv' (LocalAgg: pw-dw-pw convs) or 'lsa' (Twins window attention)",
-    ),
-    "agg_kernel": OptionSpec(5, (3, 5), help="LocalAgg depthwise kernel: 5 (official) or 3 (paper's supplementary)"),
-    "window": OptionSpec(7, minimum=2, help="LSA window side (maps are padded to a multiple of it)"),
-    "sampler": OptionSpec(
-        "pick", ("pick", "center", "avg", "max"),
-        help="global sparse attention sampler: 'pick' (official top-left of each r×r window), 'center', 'avg' or 'max' pooling",
-    ),
-    "local_prop": OptionSpec(
-        "deconv", ("deconv", "bilinear", "nearest"),
-        help="local propagation: 'deconv' (official transposed depthwise conv), 'bilinear' or 'nearest' upsampling",
-    ),
-}
-
-#: Every block kind a stage can use. Sibling families add theirs here.
-BLOCKS: dict[str, BlockSpec] = {
-    "lgl": BlockSpec(
-        "lgl",
-        "EdgeViT local-global-local block (official default); with sample rate 1 it is plain MHSA + MLP",
-        _LGL_OPTIONS,
-        sparse_only=tuple(_LGL_OPTIONS),
-    ),
-    "sra": BlockSpec(
-        "sra",
-        "PVT spatial-reduction attention block (the paper's 'no local aggregation' ablation); "
-        "keys/values reduced by a strided conv of the sample rate",
-    ),
-    "conv": BlockSpec(
-        "conv",
-        "conv-only block: position encoding, LocalAgg and conv FFN, no attention",
-        {"agg_kernel": _LGL_OPTIONS["agg_kernel"]},
-        uses_heads=False,
-    ),
-}
-
-
-def _refine_edgenext(stage: StageConfig, opts: dict[str, Any]) -> dict[str, Any]:
-    if opts["global_blocks"] > stage.depth:
-        raise ConfigError(
-            f"block 'edgenext': global_blocks {opts['global_blocks']} exceeds the stage "
-            f"depth {stage.depth}"
-        )
-    if opts["global_blocks"] == 0:
-        # conv encoders only: the SDTA options do not change the network
-        for k in _SDTA_ONLY:
-            opts[k] = _EDGENEXT_OPTIONS[k].default
-        return opts
-    scales = opts["scales"]
-    group = -(-stage.width // scales)
-    if stage.width - (scales - 1) * group < 1:
-        raise ConfigError(
-            f"block 'edgenext': width {stage.width} cannot be split into {scales} scales "
-            f"(groups of {group} leave the last one empty)"
-        )
-    return opts
-
-
-def _refine_gcc(stage: StageConfig, opts: dict[str, Any]) -> dict[str, Any]:
-    if stage.width % 2:
-        raise ConfigError(f"block 'gcc' splits channels in half; width {stage.width} is odd")
-    return opts
-
-
-_EDGENEXT_OPTIONS = {
-    "kernel": OptionSpec(
-        7, (3, 5, 7, 9), help="conv encoder depthwise kernel (authors: 3, 5, 7, 9 by stage)"
-    ),
-    "global_blocks": OptionSpec(
-        1, minimum=0,
-        help="how many trailing blocks are SDTA (authors: 0 in stage 1, else 1); "
-        "0 = conv encoders only",
-    ),
-    "scales": OptionSpec(
-        2, minimum=2, help="SDTA channel split groups (authors: 2, 2, 3, 4 by stage)"
-    ),
-    "pos_emb": OptionSpec(False, help="SDTA Fourier position encoding (authors: stage 2 only)"),
-    "layer_scale": OptionSpec(
-        1e-6, minimum=0.0, help="layer scale init value (0 = no layer scale)"
-    ),
-}
-_SDTA_ONLY = ("scales", "pos_emb")
-
-BLOCKS["edgenext"] = BlockSpec(
-    "edgenext",
-    "EdgeNeXt stage: conv encoders (dw k×k + inverted-bottleneck MLP) followed by "
-    "global_blocks SDTA blocks (split depthwise cascade + transposed channel attention)",
-    _EDGENEXT_OPTIONS,
-    refine=_refine_edgenext,
-)
-BLOCKS["gcc"] = BlockSpec(
-    "gcc",
-    "EdgeFormer gcc_ca block: global circular convs over H and W in two channel halves, "
-    "conv FFN (width × mlp_ratio) with channel attention; the meta kernel length is the "
-    "stage's map size at the nominal resolution",
-    {
-        "use_pe": OptionSpec(
-            True, help="learned position embedding added before each circular conv"
-        ),
-        "bias": OptionSpec(
-            False, help="bias on the circular convs (the reference gcc_ca has none)"
-        ),
-    },
-    uses_heads=False,
-    refine=_refine_gcc,
-)
-
-MACROS = ("edgevit", "edgenext")
+#: the block kind of a stage that names none (in configs and in search-space files)
+DEFAULT_BLOCK = "lgl"
 
 
 def _is_int(v: Any) -> bool:
@@ -223,7 +55,7 @@ class StageConfig:
     heads: int = 1
     mlp_ratio: float = 4.0
     sample_rate: int = 1
-    block: str = "lgl"
+    block: str = DEFAULT_BLOCK
     #: the block's options, normalised to a sorted tuple of (name, value) with defaults filled in
     options: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()
 
@@ -254,17 +86,15 @@ class StageConfig:
         if self.options is not None and not isinstance(self.options, (Mapping, tuple)):
             raise ConfigError("options must be a mapping of option names to values, not "
                               f"{type(self.options).__name__}")
-        spec = BLOCKS.get(self.block)
-        if spec is None:
-            raise ConfigError(f"unknown block {self.block!r} (valid blocks: {', '.join(sorted(BLOCKS))})")
+        spec = get_block_kind(self.block)
         if not spec.uses_heads:
             object.__setattr__(self, "heads", 1)
         elif self.width % self.heads:
             raise ConfigError(f"width {self.width} is not divisible by {self.heads} heads")
         raw = dict(self.options) if self.options else {}
         norm = spec.normalise(raw, self.sample_rate)
-        if spec.refine is not None:
-            norm = spec.refine(self, norm)
+        if spec.check is not None:
+            spec.check(self, norm)
         object.__setattr__(self, "options", tuple(sorted(norm.items())))
 
     @property
@@ -332,8 +162,7 @@ class ArchConfig:
         object.__setattr__(self, "drop_path_rate", float(self.drop_path_rate))
         if not isinstance(self.qkv_bias, bool):
             raise ConfigError(f"qkv_bias must be true or false, not {self.qkv_bias!r}")
-        if self.macro not in MACROS:
-            raise ConfigError(f"unknown macro layout {self.macro!r} (valid: {', '.join(MACROS)})")
+        get_macro(self.macro)
 
     # -- derived facts -----------------------------------------------------------------------
     @property

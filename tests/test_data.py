@@ -189,10 +189,10 @@ def _write_folder(root: Path, per_class: dict[str, int], val_name: str = "val", 
 
 def test_folder_loader_decodes_once_and_caches(tmp_path):
     _write_folder(tmp_path / "ds", {"cat": 6, "dog": 8, "eel": 4})
-    first = load_data(f"folder:{tmp_path / 'ds'}", resolution=16)
+    first = load_data(f"folder:{tmp_path / 'ds'}", resolution=32)
     assert first.class_names == ["cat", "dog", "eel"] and first.num_classes == 3
     assert len(first.train) == 18 and len(first.val) == 3 + 4 + 2
-    assert first.train.images.shape[1:] == (3, 16, 16) and first.resolution == (16, 16)
+    assert first.train.images.shape[1:] == (3, 32, 32) and first.resolution == (32, 32)
     assert first.train.labels.bincount().tolist() == [6, 8, 4]
     assert first.from_cache is False and first.info["decoded_images"] == 27
     # class colours rise with the index: decoding really read the pixels
@@ -200,13 +200,13 @@ def test_folder_loader_decodes_once_and_caches(tmp_path):
     assert per_class[0] < per_class[1] < per_class[2]
     assert Path(first.info["cache_file"]).is_file()
 
-    again = load_data(f"folder:{tmp_path / 'ds'}", resolution=16)
+    again = load_data(f"folder:{tmp_path / 'ds'}", resolution=32)
     assert again.from_cache is True and again.info["decoded_images"] == 0
     assert torch.equal(again.train.images, first.train.images) and again.mean == first.mean
 
     # a new file invalidates the cache
     Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "ds/train/cat/new.png")
-    changed = load_data(f"folder:{tmp_path / 'ds'}", resolution=16)
+    changed = load_data(f"folder:{tmp_path / 'ds'}", resolution=32)
     assert changed.from_cache is False and len(changed.train) == 19
 
 
@@ -224,8 +224,8 @@ def test_folder_balanced_subset_native_size_and_test_split(tmp_path):
 
 def test_folder_streaming_matches_memory(tmp_path):
     _write_folder(tmp_path / "ds", {"a": 5, "b": 5})
-    mem = load_data(f"folder:{tmp_path / 'ds'},mode=memory", resolution=16)
-    stream = load_data(f"folder:{tmp_path / 'ds'},mode=stream", resolution=16)
+    mem = load_data(f"folder:{tmp_path / 'ds'},mode=memory", resolution=32)
+    stream = load_data(f"folder:{tmp_path / 'ds'},mode=stream", resolution=32)
     assert not stream.in_memory and mem.in_memory
     stream.train.workers = 0  # keep the test in-process
     xs, ys = zip(*stream.train.batches(4))
@@ -248,12 +248,12 @@ def test_missing_or_malformed_folders(tmp_path):
     one = tmp_path / "one"
     _write_folder(one, {"a": 2})
     with pytest.raises(EdgeExploreError, match="one class folder .a.; classification needs at least two"):
-        load_data(f"folder:{one}", resolution=16)
+        load_data(f"folder:{one}", resolution=32)
     bad = tmp_path / "bad"
     _write_folder(bad, {"a": 2, "b": 2})
     (bad / "train" / "a" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(EdgeExploreError, match="cannot read image .*broken.jpg"):
-        load_data(f"folder:{bad}", resolution=16)
+        load_data(f"folder:{bad}", resolution=32)
 
 
 # ---------------------------------------------------------------- CIFAR-10

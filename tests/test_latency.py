@@ -26,6 +26,7 @@ from edgeexplore.latency import (
 )
 from edgeexplore.latency import energy as energy_mod
 from edgeexplore.latency.base import resolve_clock, running_median_stable
+from edgeexplore.store import open_store
 
 TOOLS = Path(__file__).parent / "latency_tools"
 EXAMPLES = Path(__file__).resolve().parent / "latency_plugin_example"
@@ -169,7 +170,7 @@ def test_onnxruntime_and_torchscript_measure(tmp_path):
     for name in ("onnxruntime", "torchscript"):
         ok, why = get_backend(name).available()
         assert ok, why
-        m = measure_arch(tiny(), backend=name, storage=str(tmp_path / "c.db"), **QUICK)
+        m = measure_arch(tiny(), backend=name, store=open_store(str(tmp_path / "c.db")), **QUICK)
         assert m.backend == name and m.count >= 3 and m.median_ms > 0
     assert "onnxruntime" in m.device or name == "torchscript"
 
@@ -207,22 +208,22 @@ def test_cache_hit_avoids_measuring_again(tmp_path, monkeypatch):
         return real(self, model, shape)
 
     monkeypatch.setattr(TorchCPUBackend, "measure", counting)
-    db = str(tmp_path / "cache.db")
+    db = open_store(str(tmp_path / "cache.db"))
     cfg = tiny()
-    first = measure_arch(cfg, storage=db, **QUICK)
-    again = measure_arch(cfg, storage=db, **QUICK)
+    first = measure_arch(cfg, store=db, **QUICK)
+    again = measure_arch(cfg, store=db, **QUICK)
     assert len(calls) == 1 and not first.cached and again.cached
     assert again.samples_ms == first.samples_ms and again.median_ms == first.median_ms
-    measure_arch(cfg, storage=db, batch=2, **QUICK)  # another key: measured
-    measure_arch(cfg, storage=db, **{**QUICK, "budget_s": 0.1})  # other settings: measured
+    measure_arch(cfg, store=db, batch=2, **QUICK)  # another key: measured
+    measure_arch(cfg, store=db, **{**QUICK, "budget_s": 0.1})  # other settings: measured
     assert len(calls) == 3
-    forced = measure_arch(cfg, storage=db, force=True, **QUICK)
+    forced = measure_arch(cfg, store=db, force=True, **QUICK)
     assert len(calls) == 4 and not forced.cached
-    assert measure_arch(cfg, storage=db, **QUICK).samples_ms == forced.samples_ms  # replaced
+    assert measure_arch(cfg, store=db, **QUICK).samples_ms == forced.samples_ms  # replaced
 
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    with create_engine(f"sqlite:///{db}").connect() as conn:
+    with db.engine.connect() as conn:
         rows = conn.execute(text("select arch_hash, input_shape, batch, backend, median_ms, "
                                  "count from latency_measurements")).all()
     assert len(rows) == 3 and {r.input_shape for r in rows} == {"1x3x64x64", "2x3x64x64"}
@@ -284,9 +285,10 @@ def test_lut_predicts_tiny_archs_within_error(tmp_path):
     from edgeexplore.latency.lut import trace_units
     from edgeexplore.models import build
 
-    db = str(tmp_path / "lut.db")
+    db = open_store(str(tmp_path / "lut.db"))
     base = {"budget_s": 0.4, "min_samples": 10, "max_samples": 200}
-    lut = get_backend("lut", calibrate=2, storage=db, unit_budget_s=0.1, **base)
+    lut = get_backend("lut", calibrate=2, unit_budget_s=0.1, **base)
+    lut.use_store(db)  # as measure_arch hands over the store it caches in
     archs = [tiny(width=16), tiny(width=24, depth=2), tiny(width=16, depth=3), tiny(width=32)]
     preds = []
     for cfg in archs:
@@ -310,7 +312,8 @@ def test_lut_predicts_tiny_archs_within_error(tmp_path):
     assert [u.name for u in units][:3] == ["stem", "stages.0.blocks.0", "stages.0.blocks.1"]
     assert units[1].signature == units[2].signature  # identical blocks share one table entry
     # a fresh backend object (another process) reads the same table: nothing to time again
-    again = get_backend("lut", calibrate=2, storage=db, unit_budget_s=0.1, **base)
+    again = get_backend("lut", calibrate=2, unit_budget_s=0.1, **base)
+    again.use_store(db)
     p = again.measure(build(archs[1]).eval(), (1, 3, 64, 64))
     assert p.extra["units_timed_now"] == 0 and p.median_ms == pytest.approx(preds[1].median_ms)
 
@@ -407,7 +410,8 @@ def test_entry_point_backend_from_another_package(tmp_path, monkeypatch):
     assert infos["torch-cpu-cl"].origin.startswith("entry point")
     assert infos["torch-cpu"].origin == "builtin"  # a package cannot replace a built-in
     assert not infos["broken"].available and "failed to load" in infos["broken"].reason
-    m = measure_arch(tiny(), backend="torch-cpu-cl", storage=str(tmp_path / "c.db"), **QUICK)
+    m = measure_arch(tiny(), backend="torch-cpu-cl", store=open_store(str(tmp_path / "c.db")),
+                     **QUICK)
     assert m.backend == "torch-cpu-cl" and m.count >= 3
     with pytest.raises(EdgeExploreError, match="'broken'.*failed to load"):
         get_backend("broken")

@@ -133,7 +133,7 @@ def _single_and_weighted(seed: int) -> tuple[tuple, tuple]:
         if weights:
             sampler["weights"] = weights
         recipe = _recipe(sampler, objectives)
-        study = optuna.create_study(directions=[o.direction for o in recipe.objectives],
+        study = optuna.create_study(directions=[o.optuna_direction for o in recipe.objectives],
                                     sampler=make_sampler(recipe, seed=seed))
         rewards = [_reward(c) for c in _drive(study, recipe, 36, values)]
         runs.append((rewards, [t.params for t in study.trials]))

@@ -115,6 +115,7 @@ def test_optuna_cli_and_dashboard_read_the_same_store(tmp_path):
 def test_trained_presets_are_kept_for_the_next_plot(tmp_path, monkeypatch):
     """pareto --train-presets trains a preset with the study's recipe once, then reuses it."""
     from edgeexplore.analysis import query
+    from edgeexplore.evaluation import place_presets
     from edgeexplore.training import proxy
 
     recipe, db = _recipe(tmp_path), tmp_path / "ee.db"
@@ -129,7 +130,8 @@ def test_trained_presets_are_kept_for_the_next_plot(tmp_path, monkeypatch):
     points = []
     for _ in range(2):
         result = query.pareto_front("tiny", "accuracy:max,flops:min", storage=str(db),
-                                    presets=["edgevit_xxs"], train_presets=True)
+                                    presets=["edgevit_xxs"])
+        place_presets(result.preset_requests, train=True, storage=str(db))
         (ref,) = result.references
         points.append(ref)
     assert len(calls) == 1  # the second plot reused the first training

@@ -212,9 +212,9 @@ def test_shipped_recipes_load():
         recipe = StudyRecipe.load(ROOT / "studies" / f"{name}.yaml")
         assert recipe.sampler == "nsga2"
         assert recipe.objectives[0].name == "accuracy"
-        assert recipe.objectives[0].direction == "maximize"
+        assert recipe.objectives[0].direction == "max"
         assert recipe.objectives[1].name == "latency_ms"
-        assert recipe.objectives[1].direction == "minimize"
+        assert recipe.objectives[1].direction == "min"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import multiprocessing
+import shutil
 import sqlite3
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +16,9 @@ from edgeexplore import store
 from edgeexplore.config import PRESETS
 from edgeexplore.errors import EdgeExploreError
 from edgeexplore.search.study import Budget, optuna_storage, parse_budget
-from edgeexplore.store import db
+from edgeexplore.store import db, migrate
+
+FIXTURE = Path(__file__).parent / "fixtures" / "store-v0.db"
 
 
 def _cost(params: int, flops: int) -> SimpleNamespace:
@@ -47,10 +51,10 @@ def test_tables_round_trip_and_flat_columns(url, tmp_path):
                               accuracy=0.7, train_key="other"),
         ])
     with db.session_scope(url) as s:
-        assert store.list_studies(s) == ["a", "b"]
         rows = store.get_trials(s, study="a")
         assert [r.state for r in rows] == ["complete", "infeasible"]
-        assert store.count_trials(s, "a", [store.COMPLETE]) == 1
+        assert [r.id for r in store.get_trials(s, study=["a", "b"], states=[store.COMPLETE])] \
+            == [1, 3]
         assert [r.study for r in store.get_trials(s, arch_hash=xxs.hash)] == ["a", "b"]
         reuse = store.find_reusable(s, xxs.hash, key)
         assert reuse is not None and reuse.accuracy == 0.6
@@ -113,7 +117,12 @@ def _open_store_and_record_environment(url: str, barrier, results) -> None:
     results.put(env_id)
 
 
-def test_processes_opening_a_new_store_together_all_succeed(tmp_path):
+@pytest.mark.parametrize("start", ["new", "older"])
+def test_processes_opening_a_store_together_all_succeed(tmp_path, start):
+    """Four processes open a new file, or a store written before migrations, at the same moment:
+    one creates or upgrades the schema, the others wait for it and use it."""
+    if start == "older":
+        shutil.copy(FIXTURE, tmp_path / "race.db")
     url = f"sqlite:///{tmp_path / 'race.db'}"
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(4), ctx.Queue()
@@ -124,18 +133,11 @@ def test_processes_opening_a_new_store_together_all_succeed(tmp_path):
     for p in procs:
         p.join(timeout=120)
     assert [p.exitcode for p in procs] == [0] * 4  # no process lost the race with an error
-    assert sorted(results.get(timeout=5) for _ in procs) == [1] * 4
-
-
-def test_trials_dataframe(url):
-    pytest.importorskip("pandas")
-    with db.session_scope(url) as s:
-        store.upsert_architecture(s, PRESETS["edgevit_xxs"], _cost(1, 2))
-        s.add(store.TrialResult(study="x", arch_hash=PRESETS["edgevit_xxs"].hash,
-                                state="complete", accuracy=0.5, flops=2))
-    df = store.trials_dataframe(url, study="x")
-    assert list(df["accuracy"]) == [0.5]
-    assert list(df["stage1_block"]) == ["lgl"]
+    assert len({results.get(timeout=5) for _ in procs}) == 1  # one environment row for all
+    con = sqlite3.connect(tmp_path / "race.db")
+    assert con.execute(f"SELECT version_num FROM {migrate.VERSION_TABLE}").fetchall() == [
+        (migrate.head(),)]
+    con.close()
 
 
 @pytest.mark.parametrize(("url", "message"), [

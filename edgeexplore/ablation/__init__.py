@@ -6,7 +6,8 @@
 * :mod:`.runner`: planning, latency, training over seeds, resume and reuse through the store;
 * :mod:`.report`: the paper-style table (rich, CSV, JSON, Markdown) with paired tests;
 * :mod:`.stats`: mean ± std, paired t-test, sign test;
-* :mod:`.tables`: the ``ablations`` / ``ablation_variants`` / ``ablation_runs`` tables.
+* the ``ablations`` / ``ablation_variants`` / ``ablation_runs`` tables are in
+  :mod:`edgeexplore.store.ablations`.
 """
 
 from .matching import (

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..config import ArchConfig
 from ..errors import ConfigError, EdgeExploreError
+from ..units import human_count
 
 #: the paper's budget, at the paper's resolution
 PAPER_FLOPS = 500_000_000
@@ -105,11 +106,8 @@ def parse_flops(value: Any) -> int:
 
 
 def format_flops(flops: float) -> str:
-    if flops >= 1e9:
-        return f"{flops / 1e9:.3g}G"
-    if flops >= 1e6:
-        return f"{flops / 1e6:.3g}M"
-    return f"{flops / 1e3:.3g}K"
+    """FLOPs by the program's one unit rule (``6 M``, ``0.5 G`` reads ``500 M``)."""
+    return human_count(flops)
 
 
 def default_target(resolution: tuple[int, int]) -> int:

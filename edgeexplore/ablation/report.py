@@ -7,13 +7,12 @@ have, plus how many seeds moved the same way).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..tabular import to_csv
 from .stats import PairedTest, mean, paired_test, std
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -220,7 +219,6 @@ class AblationReport:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
     def to_csv(self) -> str:
-        buf = io.StringIO()
         fields = [
             "variant",
             "baseline",
@@ -242,37 +240,35 @@ class AblationReport:
             "n_seeds",
         ]
         seed_cols = [f"top1_seed{s}" for s in self.seeds]
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(fields + seed_cols)
+        rows = []
         for r in self.rows:
             t = r.test
-            writer.writerow(
-                [
-                    r.name,
-                    r.baseline,
-                    r.adjustment,
-                    ",".join(map(str, r.depths)),
-                    ",".join(map(str, r.widths)),
-                    r.params,
-                    r.flops,
-                    f"{r.rel_error:.5f}",
-                    _num(r.latency_ms),
-                    _num(r.mean),
-                    _num(r.std),
-                    _num(r.diff),
-                    "" if t is None or t.n < 2 else _num(t.p),
-                    "" if t is None else _num(t.sign_p),
-                    "" if t is None else t.wins,
-                    "" if t is None else t.losses,
-                    r.holds(),
-                    r.n,
-                ]
-                + [
-                    _num(as_percent(r.accuracies[s])) if s in r.accuracies else ""
-                    for s in self.seeds
-                ]
-            )
-        return buf.getvalue()
+            values = [
+                r.name,
+                r.baseline,
+                r.adjustment,
+                ",".join(map(str, r.depths)),
+                ",".join(map(str, r.widths)),
+                r.params,
+                r.flops,
+                f"{r.rel_error:.5f}",
+                _num(r.latency_ms),
+                _num(r.mean),
+                _num(r.std),
+                _num(r.diff),
+                "" if t is None or t.n < 2 else _num(t.p),
+                "" if t is None else _num(t.sign_p),
+                "" if t is None else t.wins,
+                "" if t is None else t.losses,
+                r.holds(),
+                r.n,
+            ] + [
+                _num(as_percent(r.accuracies[s])) if s in r.accuracies else ""
+                for s in self.seeds
+            ]
+            rows.append(dict(zip(fields + seed_cols, values)))
+        # the program's one CSV rule (baseline reads true/false, never Python's True)
+        return to_csv(rows, fields + seed_cols)
 
     def to_markdown(self) -> str:
         lines = [f"**{self.caption()}**", ""]

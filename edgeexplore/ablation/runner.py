@@ -5,6 +5,8 @@ then one ``trial_results`` row per (variant, seed), committed as ``running`` bef
 as ``complete`` (or ``diverged``/``failed``) right after. A rerun therefore reuses every finished
 run, an interrupted ablation resumes at the first unfinished one, and a network trained before
 with the same recipe, data and seed (in any ablation or study) is reused instead of retrained.
+Each run is one :func:`edgeexplore.evaluation.evaluate`; what is the ablation's own is the
+bookkeeping of variants and runs around it.
 """
 
 from __future__ import annotations
@@ -12,18 +14,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..config import ArchConfig, StageConfig, parse_resolution, resolve_arch
 from ..errors import ConfigError, EdgeExploreError
+from ..evaluation import (
+    DataSpec,
+    LatencySpec,
+    Outcome,
+    TrainingSpec,
+    TrialRow,
+    evaluate,
+    new_trial_row,
+)
 from ..store import db
 from .matching import (
     DEFAULT_TOLERANCE,
@@ -267,7 +276,7 @@ def _register(session: Session, plan: Plan, name: str) -> int:
     """Create (or check) the ablation and its variants; returns the ablation id."""
     from ..cost import count_cost
     from ..store import Architecture, upsert_architecture
-    from .tables import Ablation, AblationVariant, as_json
+    from ..store.ablations import Ablation, AblationVariant, as_json
 
     key = plan.settings_key
     row = session.scalar(select(Ablation).where(Ablation.name == name))
@@ -340,7 +349,7 @@ def _name_taken(row: Any) -> EdgeExploreError:
 def _stored_matches(url: str, name: str, plan: Plan) -> dict[str, MatchResult]:
     """The matches stored by an earlier run of this very ablation (same name, same settings)."""
     from ..store import Architecture
-    from .tables import Ablation
+    from ..store.ablations import Ablation
 
     out: dict[str, MatchResult] = {}
     with db.session_scope(url) as s:
@@ -440,7 +449,7 @@ def run_ablation(
     total = len(plan.variants) * len(plan.seeds)
     echo(f"Runs: reused {reused} of {total} runs, trained {trained}.")
     with db.session_scope(url) as s:
-        from .tables import Ablation
+        from ..store.ablations import Ablation
 
         row = s.get(Ablation, ablation_id)
         row.status = "complete"
@@ -450,10 +459,17 @@ def run_ablation(
     return report
 
 
+def _latency_spec(plan: Plan) -> LatencySpec | None:
+    return LatencySpec(plan.backend) if plan.backend is not None else None
+
+
 def _measure_latency(plan: Plan, ablation_id: int, url: str, echo: Printer) -> None:
-    if plan.backend is None:
+    """Time each variant once for the table; an unusable backend leaves the column empty
+    (the runs still train) rather than stopping the ablation."""
+    spec = _latency_spec(plan)
+    if spec is None:
         return
-    from .tables import AblationVariant, as_json
+    from ..store.ablations import AblationVariant, as_json
 
     with db.session_scope(url) as s:
         todo = [
@@ -470,9 +486,7 @@ def _measure_latency(plan: Plan, ablation_id: int, url: str, echo: Printer) -> N
         if pv is None:
             continue
         try:
-            from ..latency import measure_arch
-
-            meas = measure_arch(pv.arch, backend=plan.backend, storage=url)
+            meas = spec.measure(pv.arch, url)
             ms, detail, err = float(meas.median_ms), as_json(_jsonable(meas.to_dict())), None
             echo(f"  latency {vname}: {ms:.2f} ms ({plan.backend})")
         except EdgeExploreError as e:
@@ -483,18 +497,61 @@ def _measure_latency(plan: Plan, ablation_id: int, url: str, echo: Printer) -> N
             v.latency_ms, v.latency, v.latency_error = ms, detail, err
 
 
-def _train_key(plan: Plan, seed: int) -> str:
-    from ..store import train_key
+def _training_spec(plan: Plan, recipe: Any, seed: int) -> TrainingSpec:
+    d = plan.data
+    data = DataSpec(d["spec"], d.get("subset"), d.get("val_subset"), tuple(plan.resolution))
+    return TrainingSpec.proxy(recipe, data, seed)
 
-    # The same identity of the data as a search study's (edgeexplore.search.recipe data_key), so a
-    # network trained by a study with the same recipe and seed is reused here and vice versa.
-    data = {k: plan.data.get(k) for k in ("spec", "subset", "val_subset", "resolution")}
-    return train_key(plan.recipe, data, seed)
+
+class _RunRow(TrialRow):
+    """The row of one (variant, seed) run, linked from ``ablation_runs``.
+
+    A run that trains commits its row as ``running`` first (a crash leaves a trace, and the
+    next invocation trains it again); a reused result gets its row together with the result.
+    A retried run gets a new row; the failed attempt's row stays as its history.
+    """
+
+    def __init__(self, url: str, study: str, variant_id: int, seed: int, training: TrainingSpec,
+                 latency: LatencySpec | None, say: Printer) -> None:
+        super().__init__(url)
+        self.study, self.variant_id, self.seed = study, variant_id, seed
+        self.training, self.latency, self.say = training, latency, say
+
+    def _link(self, session: Session) -> None:
+        from ..store import get_or_create_environment
+        from ..store.ablations import AblationRun
+
+        env = get_or_create_environment(session).id
+        row = new_trial_row(self.study, self.training, self.latency, env)
+        session.add(row)
+        session.flush()
+        link = session.scalar(select(AblationRun).where(
+            AblationRun.variant_id == self.variant_id, AblationRun.seed == self.seed))
+        if link is None:
+            session.add(AblationRun(variant_id=self.variant_id, seed=self.seed,
+                                    trial_result_id=row.id))
+        else:
+            link.trial_result_id = row.id
+        self.row_id = row.id
+
+    def start(self) -> None:
+        with db.session_scope(self.url) as s:
+            self._link(s)
+        self.say(f"training ({self.training.recipe.get('epochs')} epochs)")
+
+    def write(self, session: Session, outcome: Outcome) -> None:
+        from ..store.ablations import AblationRun
+
+        if self.row_id is None:
+            self._link(session)
+        super().write(session, outcome)
+        session.execute(update(AblationRun).where(AblationRun.trial_result_id == self.row_id)
+                        .values(reused=outcome.reused))
 
 
 def _run_all(plan, ablation_id, url, data, recipe_obj, echo, progress) -> tuple[int, int]:
-    from ..store import COMPLETE, RUNNING, TrialResult, find_reusable
-    from .tables import STUDY_PREFIX, AblationRun, AblationVariant
+    from ..store import COMPLETE
+    from ..store.ablations import STUDY_PREFIX, Ablation, AblationRun, AblationVariant
 
     reused = trained = 0
     with db.session_scope(url) as s:
@@ -504,148 +561,47 @@ def _run_all(plan, ablation_id, url, data, recipe_obj, echo, progress) -> tuple[
                 select(AblationVariant).where(AblationVariant.ablation_id == ablation_id)
             )
         }
-        from .tables import Ablation
-
         study = STUDY_PREFIX + s.get(Ablation, ablation_id).name
+    latency = _latency_spec(plan)
     total = len(plan.variants) * len(plan.seeds)
     done = 0
     # Seed-major order: an interrupted ablation still has whole seeds to compare variants on.
     for seed in plan.seeds:
+        training = _training_spec(plan, recipe_obj, seed)
         for pv in plan.variants:
             done += 1
             vid, latency_ms = vrows[pv.variant.name]
-            key = _train_key(plan, seed)
-            arch = pv.arch
             with db.session_scope(url) as s:
                 link = s.scalar(
                     select(AblationRun).where(
                         AblationRun.variant_id == vid, AblationRun.seed == seed
                     )
                 )
-                if link is not None and link.result.state in FINISHED:
-                    reused += 1
-                    continue
-                prev = find_reusable(s, arch.hash, key)
-                if prev is not None:
-                    copy = _copy_result(prev, study)
-                    s.add(copy)
-                    s.flush()
-                    if link is None:
-                        s.add(
-                            AblationRun(
-                                variant_id=vid, seed=seed, trial_result_id=copy.id, reused=True
-                            )
-                        )
-                    else:
-                        link.trial_result_id, link.reused = copy.id, True
-                    reused += 1
-                    echo(
-                        f"[{done}/{total}] {pv.variant.name} seed {seed}: reused "
-                        f"{_pct(prev.accuracy)} from an earlier run (#{prev.id})"
-                    )
-                    continue
-                if link is None:
-                    tr = TrialResult(study=study, arch_hash=arch.hash, seed=seed)
-                    s.add(tr)
-                    s.flush()
-                    s.add(AblationRun(variant_id=vid, seed=seed, trial_result_id=tr.id))
-                else:
-                    tr = link.result
-                _fill_run(tr, plan, pv, key, latency_ms)
-                tr.state, tr.reason, tr.started_at = RUNNING, None, db.utcnow()
-                tr_id = tr.id
-            echo(
-                f"[{done}/{total}] {pv.variant.name} seed {seed}: training "
-                f"({plan.recipe.get('epochs')} epochs)"
-            )
-            state, result, reason = _train_one(arch, data, recipe_obj, seed, progress, tr_id, url)
-            with db.session_scope(url) as s:
-                tr = s.get(TrialResult, tr_id)
-                tr.state, tr.reason, tr.finished_at = state, reason, db.utcnow()
-                if result is not None:
-                    curve = _jsonable(result.curve)
-                    tr.accuracy = float(result.accuracy)
-                    tr.curve = json.dumps(curve)
-                    tr.epochs = len(curve)
-                    tr.train_seconds = float(result.train_seconds)
-                    tr.images_per_second = float(result.images_per_second)
-                    tr.metrics = json.dumps({"accuracy": tr.accuracy, "status": result.status})
+                finished = link is not None and link.result.state in FINISHED
+            if finished:
+                reused += 1
+                continue
+            head = f"[{done}/{total}] {pv.variant.name} seed {seed}"
+            rec = _RunRow(url, study, vid, seed, training, latency,
+                          lambda msg, head=head: echo(f"{head}: {msg}"))
+            # a variant the backend could not time trains without latency, as it is tabled
+            out = evaluate(pv.arch, rec, training=training, storage=url, data=data,
+                           latency=latency if latency_ms is not None else None,
+                           progress=progress)
+            if out.reused:
+                reused += 1
+                echo(f"{head}: reused {_pct(out.accuracy)} from an earlier run (#{out.prior.id})")
+                continue
             trained += 1
-            if state == COMPLETE:
-                echo(f"    top-1 {_pct(result.accuracy)} in {result.train_seconds:.1f}s")
+            if out.state == COMPLETE:
+                echo(f"    top-1 {_pct(out.accuracy)} in {out.timings['train_seconds']:.1f}s")
             else:
-                echo(f"    {state}: {reason}")
+                echo(f"    {out.state}: {out.reason}")
     return reused, trained
 
 
 def _pct(acc: float | None) -> str:
     return "—" if acc is None else f"{acc * 100:.2f}%"
-
-
-def _fill_run(tr: Any, plan: Plan, pv: PlannedVariant, key: str, latency_ms: float | None) -> None:
-    from ..store import get_or_create_environment
-
-    tr.arch_hash = pv.arch.hash
-    tr.flops, tr.params = pv.match.flops, pv.match.params
-    tr.latency_ms = latency_ms
-    tr.backend = plan.backend
-    tr.data = plan.data["spec"]
-    tr.resolution = f"{plan.resolution[0]}x{plan.resolution[1]}"
-    tr.recipe = json.dumps(plan.recipe, sort_keys=True)
-    tr.train_key = key
-    tr.hostname, tr.pid, tr.heartbeat_at = socket.gethostname(), os.getpid(), db.utcnow()
-    session = Session.object_session(tr)
-    if session is not None:
-        tr.environment_id = get_or_create_environment(session).id
-
-
-def _copy_result(prev: Any, study: str) -> Any:
-    from ..store import TrialResult
-
-    cols = [
-        c.name
-        for c in TrialResult.__table__.columns
-        if c.name
-        not in (
-            "id",
-            "study",
-            "optuna_study_id",
-            "optuna_trial_id",
-            "number",
-            "reused_from",
-            "started_at",
-            "finished_at",
-        )
-    ]
-    copy = TrialResult(**{c: getattr(prev, c) for c in cols})
-    copy.study, copy.reused_from = study, prev.id
-    copy.started_at = copy.finished_at = db.utcnow()
-    return copy
-
-
-def _train_one(arch, data, recipe, seed, progress, tr_id, url):
-    """Train one (network, seed); returns (state, ProxyResult | None, reason)."""
-    from ..models import build
-    from ..store import COMPLETE, DIVERGED, FAILED, TrialResult
-    from ..training.proxy import DivergedError, seed_everything, train_proxy
-
-    # The seed fixes the initial weights as well as the data order inside train_proxy.
-    seed_everything(seed)
-    model = build(recipe.arch_for(arch))
-    try:
-        result = train_proxy(model, data, recipe, seed, progress=progress)
-    except DivergedError as e:
-        return DIVERGED, None, str(e)
-    except BaseException:
-        # Ctrl-C or a crash: say so in the store (the run is retried on the next invocation).
-        with db.session_scope(url) as s:
-            tr = s.get(TrialResult, tr_id)
-            tr.state, tr.reason, tr.finished_at = FAILED, "interrupted", db.utcnow()
-        raise
-    status = getattr(result, "status", "complete")
-    if status == "diverged":
-        return DIVERGED, result, "loss became NaN"
-    return COMPLETE, result, None
 
 
 # -- reading back ------------------------------------------------------------------------------
@@ -655,10 +611,10 @@ def load_report(
     name: str, storage: str | None = None, seeds: Sequence[int] | None = None
 ) -> AblationReport:
     """The table of a stored ablation (``seeds``: which seeds to show; default the last asked)."""
-    from .tables import Ablation
+    from ..store.ablations import Ablation
 
     url = db.normalise_url(storage)
-    with db.session_scope(url) as s:
+    with db.open_store(url, create=False).session() as s:  # reading never creates a store
         ab = s.scalar(select(Ablation).where(Ablation.name == name))
         if ab is None:
             raise EdgeExploreError(f"no ablation named {name!r} in {db.shown(url)}")

@@ -29,69 +29,28 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+
+# Optuna 5 has no public function for either on bare arrays (they sit behind study.best_trials
+# and the hypervolume-history plot); these two imports are this package's only private Optuna
+# names, used by pareto_mask and hypervolume alone and pinned by tests/test_pareto.py.
 from optuna._hypervolume import compute_hypervolume
 from optuna.study._multi_objective import _is_pareto_front
 
 from ..errors import EdgeExploreError
-
-Direction = Literal["min", "max"]
+from ..objectives import Objective
+from ..units import display, format_value
 
 #: share of the observed range added beyond the worst value to place the reference point
 REFERENCE_MARGIN = 0.10
-
-
-@dataclass(frozen=True)
-class Objective:
-    """A stored metric and whether smaller or larger is better."""
-
-    name: str
-    direction: Direction
-
-    @property
-    def sign(self) -> float:
-        """+1 for minimised objectives, -1 for maximised ones (loss = sign × value)."""
-        return 1.0 if self.direction == "min" else -1.0
-
-    def __str__(self) -> str:
-        return f"{self.name}:{self.direction}"
-
-
-#: how an objective is shown: axis label, unit, factor from stored value to displayed value
-DISPLAY: dict[str, tuple[str, str, float]] = {
-    "accuracy": ("Top-1 accuracy", "%", 100.0),
-    "latency_ms": ("Latency", "ms", 1.0),
-    "latency_p90_ms": ("Latency p90", "ms", 1.0),
-    "flops": ("FLOPs", "G", 1e-9),
-    "params": ("Parameters", "M", 1e-6),
-    "activations": ("Activations", "M", 1e-6),
-    "energy_mj": ("Energy per inference", "mJ", 1.0),
-    "images_per_second": ("Training throughput", "img/s", 1.0),
-    "train_seconds": ("Training time", "s", 1.0),
-}
-
-
-def display(name: str) -> tuple[str, str, float]:
-    """(label, unit, scale) for an objective; unknown names are shown as stored."""
-    return DISPLAY.get(name, (name, "", 1.0))
 
 
 def axis_label(obj: Objective) -> str:
     label, unit, _ = display(obj.name)
     better = "higher" if obj.direction == "max" else "lower"
     return f"{label} ({unit}), {better} is better" if unit else f"{label}, {better} is better"
-
-
-def format_value(name: str, value: float | None) -> str:
-    """A stored value in display units, e.g. accuracy 0.7123 → '71.23 %'."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "-"
-    _, unit, scale = display(name)
-    v = value * scale
-    text = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"
-    return f"{text} {unit}".strip()
 
 
 def to_loss(values: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
@@ -196,6 +155,8 @@ class ParetoResult:
     knee: int | None  # row index
     group_hypervolumes: dict[str, float] = field(default_factory=dict)
     references: list[ReferencePoint] = field(default_factory=list)
+    #: how to measure the references no stored trial answers (analysis.query.PresetRequest)
+    preset_requests: list[Any] = field(default_factory=list)
 
     @property
     def front(self) -> list[int]:

@@ -18,8 +18,6 @@ use are :func:`trial_fields`.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -28,56 +26,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, inspect, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DatabaseError, NoSuchTableError, OperationalError
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DatabaseError, NoSuchTableError
 
 from ..config import BLOCKS, NUM_STAGES
 from ..errors import EdgeExploreError
+from ..objectives import DEFAULT_OBJECTIVES, Objective
+from ..objectives import parse_objectives as _parse
 from ..store import COMPLETE, Architecture, Environment, TrialResult, db
+from ..study_summary import StudySummary, iso_time, optuna_study_attrs, summarise_studies
+from ..tabular import to_csv, to_json
 from .filters import Field, compile_filter, compile_sort
-from .pareto import Objective, ParetoResult, ReferencePoint, analyse
+from .pareto import ParetoResult, ReferencePoint, analyse
 
 T, A = TrialResult, Architecture
-
-#: direction of each metric a study can optimise (used when a study does not say)
-DEFAULT_DIRECTIONS: dict[str, str] = {
-    "accuracy": "max",
-    "latency_ms": "min",
-    "latency_p90_ms": "min",
-    "flops": "min",
-    "params": "min",
-    "activations": "min",
-    "energy_mj": "min",
-    "images_per_second": "max",
-    "train_seconds": "min",
-}
-#: other spellings of objective names (Optuna metric names, the user's shorthand)
-ALIASES = {"acc": "accuracy", "latency": "latency_ms", "energy": "energy_mj", "macs": "flops"}
-DEFAULT_OBJECTIVES = "accuracy:max,latency_ms:min"
-
 
 # -- the store ----------------------------------------------------------------------------------
 
 def open_store(storage: str | None = None) -> Engine:
-    """The engine of an existing store; a missing SQLite file is an error, never created."""
-    url = db.normalise_url(storage)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database).expanduser()
-        if not path.is_file():
-            raise EdgeExploreError(
-                f"no database at {path} (run `edgeexplore search` first, or pass --storage)"
-            )
+    """The engine of an existing store; a missing file or one without our tables is an error,
+    never created or altered (:func:`edgeexplore.store.open_store` with ``create=False``)."""
     try:
-        engine = db.get_engine(url)
-        with engine.connect() as conn:
-            tables = set(inspect(conn).get_table_names())
+        return db.open_store(storage, create=False).engine
     except DatabaseError as e:
-        raise EdgeExploreError(f"cannot read the database {db.shown(url)}: {db.error_reason(e)}") from None
-    if T.__tablename__ not in tables:  # pragma: no cover - get_engine creates it
-        raise EdgeExploreError(f"{db.shown(url)} has no {T.__tablename__} table")
-    return engine
+        url = db.shown(db.normalise_url(storage))
+        raise EdgeExploreError(f"cannot read the database {url}: {db.error_reason(e)}") from None
 
 
 @cache
@@ -159,91 +132,10 @@ def _frame(rows: list[Any]):
 
 # -- studies ------------------------------------------------------------------------------------
 
-@dataclass
-class StudySummary:
-    """One study: its trials by state, its objectives and the best value of each."""
-
-    name: str
-    trials: int
-    states: dict[str, int]
-    objectives: list[str]  # "accuracy:max", ...
-    best: dict[str, float | None]
-    first_trial: str | None = None
-    last_trial: str | None = None
-
-
-def _optuna_study_attrs(engine: Engine) -> dict[str, dict[str, Any]]:
-    """Study name → {"objectives": ["metric:dir", ...], "recipe": {...}} from Optuna's tables."""
-    with engine.connect() as conn:
-        if "studies" not in inspect(conn).get_table_names():
-            return {}
-    import optuna
-
-    try:
-        storage = optuna.storages.RDBStorage(
-            engine.url.render_as_string(hide_password=False), skip_table_creation=True,
-            skip_compatibility_check=True,
-        )
-        studies = storage.get_all_studies()
-    except (OperationalError, DatabaseError, RuntimeError):
-        return {}
-    out: dict[str, dict[str, Any]] = {}
-    for s in studies:
-        attrs: dict[str, Any] = {"recipe": s.user_attrs.get("recipe")}
-        names = s.system_attrs.get("study:metric_names")
-        dirs = ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in s.directions]
-        if names and len(names) == len(dirs):
-            attrs["objectives"] = [f"{normalise_objective_name(str(n))}:{d}"
-                                   for n, d in zip(names, dirs)]
-        elif isinstance(s.user_attrs.get("objectives"), list):
-            attrs["objectives"] = [str(o) for o in s.user_attrs["objectives"]]
-        out[s.study_name] = attrs
-    return out
-
-
 def list_studies(storage: str | None = None, as_frame: bool = False):
-    """Every study with results: trial counts by state, objectives and best values."""
-    engine = open_store(storage)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(T.study, T.state, func.count(), func.min(T.started_at), func.max(T.started_at))
-            .group_by(T.study, T.state)
-        ).all()
-    attrs = _optuna_study_attrs(engine)
-    objectives = {k: v.get("objectives") or [] for k, v in attrs.items()}
-    by_study: dict[str, StudySummary] = {}
-    for name in attrs:  # studies Optuna knows that have no results yet still show, with 0
-        by_study[name] = StudySummary(name, 0, {}, objectives[name], {})
-    for name, state, count, first, last in rows:
-        s = by_study.setdefault(name, StudySummary(name, 0, {}, objectives.get(name, []), {}))
-        s.states[state] = count
-        s.trials += count
-        s.first_trial = min(filter(None, [s.first_trial, _iso(first)]), default=None)
-        s.last_trial = max(filter(None, [s.last_trial, _iso(last)]), default=None)
-    with engine.connect() as conn:
-        for s in by_study.values():
-            if not s.objectives:
-                s.objectives = DEFAULT_OBJECTIVES.split(",")
-            objs = []
-            for text in s.objectives:
-                name, _, direction = text.partition(":")
-                if name in T.__table__.c and direction in ("min", "max"):
-                    objs.append(Objective(name, direction))  # type: ignore[arg-type]
-            aggs = [(func.max if o.direction == "max" else func.min)(getattr(T, o.name))
-                    for o in objs]
-            vals = conn.execute(
-                select(*aggs).where(T.study == s.name, T.state == COMPLETE)
-            ).one() if aggs else ()
-            s.best = {o.name: v for o, v in zip(objs, vals)}
-    studies = sorted(by_study.values(), key=lambda s: s.name)
+    """Every study in the store: trial counts by state, objectives and best values."""
+    studies = summarise_studies(open_store(storage))
     return _frame(studies) if as_frame else studies
-
-
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "isoformat") else str(
-        value)[:19]
 
 
 # -- trials -------------------------------------------------------------------------------------
@@ -290,7 +182,8 @@ def _trial_query(columns: list[Any], study, where, sort, limit, states=None):
     if limit is not None:
         if limit < 0:
             raise EdgeExploreError(f"--limit must be zero or positive, not {limit}")
-        q = q.limit(limit)
+        if limit > 0:  # 0 means no limit, as in `pareto --limit 0`
+            q = q.limit(limit)
     return q
 
 
@@ -376,7 +269,7 @@ def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
     env_d = {}
     if env is not None:
         env_d = {k: v for k, v in env.items() if k not in ("id", "details", "fingerprint")}
-        env_d["created_at"] = _iso(env_d.get("created_at"))
+        env_d["created_at"] = iso_time(env_d.get("created_at"))
     return TrialDetail(
         id=t["id"], study=t["study"], number=t["number"], state=t["state"], seed=t["seed"],
         reason=t["reason"], arch_hash=t["arch_hash"], description=a["description"] if a else None,
@@ -386,8 +279,8 @@ def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
         curve=_loads(t["curve"], []), latency=latency, backend=t["backend"],
         backend_settings=_loads(t["backend_settings"], {}), data=t["data"],
         resolution=t["resolution"], recipe=_loads(t["recipe"], {}), environment=env_d,
-        reused_from=t["reused_from"], started_at=_iso(t["started_at"]),
-        finished_at=_iso(t["finished_at"]),
+        reused_from=t["reused_from"], started_at=iso_time(t["started_at"]),
+        finished_at=iso_time(t["finished_at"]),
     )
 
 
@@ -400,8 +293,8 @@ def _loads(text: str | None, default: Any) -> Any:
         return default
 
 
-#: latency-cache columns shown by ``trials show`` when present (the table is the latency
-#: package's; reading it by reflection keeps this module independent of its Python classes)
+#: latency-cache columns shown by ``trials show`` when present (read by reflection, so a
+#: column added by a later migration is not required here)
 LATENCY_COLUMNS = ("backend", "device", "device_name", "batch", "threads", "input_shape",
                    "median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "count",
                    "energy_median_j", "created_at")
@@ -423,7 +316,7 @@ def _latency_rows(conn: Any, arch_hash: str) -> list[dict[str, Any]]:
         d = {k: r[k] for k in r if k in LATENCY_COLUMNS}
         for k, v in d.items():
             if hasattr(v, "isoformat"):
-                d[k] = _iso(v)
+                d[k] = iso_time(v)
         out.append(d)
     return out
 
@@ -459,20 +352,10 @@ def export_trials(
         keys = list(result.keys())
         rows = [dict(zip(keys, r)) for r in result]
     for r in rows:
-        for k, v in r.items():
-            if hasattr(v, "isoformat"):
-                r[k] = _iso(v)
-    if format == "json":
-        for r in rows:
-            for k in _JSON_COLUMNS & r.keys():
-                r[k] = _loads(r[k], r[k])
-        text = json.dumps(rows, indent=1, default=str) + "\n"
-    else:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buf.getvalue()
+        for k in _JSON_COLUMNS & r.keys():
+            r[k] = _loads(r[k], r[k])
+    # one rule for every CSV/JSON the program writes (nested values stay JSON text in CSV)
+    text = to_csv(rows, keys) if format == "csv" else to_json(rows, keys)
     if output is not None:
         try:
             Path(output).write_text(text, encoding="utf-8")
@@ -483,32 +366,12 @@ def export_trials(
 
 # -- Pareto -------------------------------------------------------------------------------------
 
-def normalise_objective_name(name: str) -> str:
-    name = name.strip().lower()
-    return ALIASES.get(name, name)
-
-
 def parse_objectives(spec: str | Sequence[str] | None) -> list[Objective]:
-    """``"accuracy:max,latency_ms:min"`` → objectives; a missing direction takes the default."""
-    items = (spec or DEFAULT_OBJECTIVES)
-    parts = [p for p in (items.split(",") if isinstance(items, str) else items) if p.strip()]
+    """``"accuracy:max,latency_ms:min"`` → two or three objectives over stored numeric fields;
+    a missing direction takes the metric's usual one."""
     valid = {n for n, f in trial_fields().items() if f.kind in ("number", "integer")
              and "." not in n}
-    out: list[Objective] = []
-    for part in parts:
-        name, _, direction = part.strip().partition(":")
-        name = normalise_objective_name(name)
-        if name not in valid:
-            raise EdgeExploreError(
-                f"unknown objective {name!r}; stored numeric fields: {', '.join(sorted(valid))}"
-            )
-        direction = (direction.strip().lower() or DEFAULT_DIRECTIONS.get(name, ""))
-        direction = {"maximize": "max", "minimize": "min"}.get(direction, direction)
-        if direction not in ("min", "max"):
-            raise EdgeExploreError(f"objective {name!r} needs :min or :max (e.g. {name}:min)")
-        if any(o.name == name for o in out):
-            raise EdgeExploreError(f"objective {name!r} is given twice")
-        out.append(Objective(name, direction))  # type: ignore[arg-type]
+    out = _parse(spec or DEFAULT_OBJECTIVES, valid)
     if not 2 <= len(out) <= 3:
         raise EdgeExploreError(f"give two or three objectives, not {len(out)} ({spec})")
     return out
@@ -516,7 +379,7 @@ def parse_objectives(spec: str | Sequence[str] | None) -> list[Objective]:
 
 def study_objectives(study: str, storage: str | None = None) -> list[Objective] | None:
     """The objectives a study optimised (from Optuna's tables), when they are stored fields."""
-    objs = _optuna_study_attrs(open_store(storage)).get(study, {}).get("objectives")
+    objs = optuna_study_attrs(open_store(storage)).get(study, {}).get("objectives")
     if not objs or not 2 <= len(objs) <= 3:
         return None
     try:
@@ -531,7 +394,6 @@ def pareto_front(
     backend: str | None = None,
     where: str | None = None,
     presets: Sequence[str] | bool = False,
-    train_presets: bool = False,
     storage: str | None = None,
 ) -> ParetoResult:
     """The non-dominated complete trials of one or several studies.
@@ -539,7 +401,9 @@ def pareto_front(
     ``objectives`` defaults to what the (first) study optimised, else accuracy:max,latency_ms:min.
     With a latency objective the trials must share one latency backend: pick it with ``backend``
     when the store holds several. ``presets`` (True for edgevit_xxs/xs/s, or a list of names)
-    adds reference points measured like the trials (see :func:`preset_points`).
+    adds reference points (``result.references``) at the trials' input size and class count:
+    those a stored trial answers are complete; :func:`edgeexplore.evaluation.place_presets`
+    measures the others (``result.preset_requests``, see :func:`preset_requests`).
     """
     engine = open_store(storage)
     _check_studies(engine, study)
@@ -587,12 +451,13 @@ def pareto_front(
     result = analyse(values, objs, ids=[r[0] for r in rows], groups=[r[1] for r in rows])
     if presets:
         chosen = list(PRESET_NAMES) if presets is True else list(presets)
-        result.references = preset_points(
+        result.preset_requests = preset_requests(
             objs, chosen, resolution=(shape[0] if shape and shape[0] else "224x224"),
             num_classes=int(shape[1]) if shape and shape[1] is not None else 1000,
-            backend=backend or (backends[0] if backends else None), train=train_presets,
+            backend=backend or (backends[0] if backends else None),
             storage=storage, studies=names or sorted(set(result.groups)),
         )
+        result.references = [r.point for r in result.preset_requests]
     return result
 
 
@@ -620,64 +485,57 @@ def _fetch_tuples(conn: Any, stmt: Any) -> list[tuple]:
 PRESET_NAMES = ("edgevit_xxs", "edgevit_xs", "edgevit_s")
 
 
-def preset_points(
+@dataclass
+class PresetRequest:
+    """A preset to draw beside a front, as the store describes the trials it is compared with.
+
+    ``point`` is what gets drawn: complete when a stored trial of the very same architecture
+    (``stored_trial``) has every objective, else to be measured by
+    :func:`edgeexplore.evaluation.place_presets` on ``backend`` with ``backend_settings`` and,
+    for accuracy, with ``training`` (the latest complete trial's study, recipe, data and seed;
+    None when no such trial exists).
+    """
+
+    point: ReferencePoint
+    config: Any  # ArchConfig
+    backend: str | None
+    backend_settings: dict[str, Any]
+    training: dict[str, Any] | None
+    stored_trial: int | None = None
+
+
+def preset_requests(
     objectives: Sequence[Objective],
     names: Sequence[str] = PRESET_NAMES,
     resolution: str | tuple[int, int] = "224x224",
     num_classes: int = 1000,
     backend: str | None = None,
-    train: bool = False,
     storage: str | None = None,
     studies: Sequence[str] = (),
-) -> list[ReferencePoint]:
-    """Presets measured like the trials: at the trials' resolution and class count.
+) -> list[PresetRequest]:
+    """The presets at the trials' resolution and class count, with what the store knows.
 
-    A preset that the studies already evaluated (a complete trial of the very same architecture,
-    e.g. queued by the recipe's ``enqueue:``) takes that trial's stored values: same recipe, data,
-    backend and device. Otherwise FLOPs, parameters and activations come from
-    :func:`edgeexplore.cost.count_cost`; latency from :func:`edgeexplore.latency.measure_arch`
-    on ``backend`` with the trials' batch, threads and settings (cached in the store, so a second
-    plot costs nothing); accuracy only with ``train=True``, by proxy-training the preset with the
-    study's stored recipe, data and seed. Objectives left unknown stay ``None`` and the plot
-    draws such a preset as a reference line on the axis it knows.
+    A preset the studies already evaluated (a complete trial of the very same architecture,
+    e.g. queued by the recipe's ``enqueue:``) takes that trial's stored values: same recipe,
+    data, backend and device. The others are left to the evaluation pipeline; nothing here
+    counts, times or trains.
     """
     from ..config import get_preset, parse_resolution
 
     res = parse_resolution(resolution)
     need = [o.name for o in objectives]
+    settings = _backend_settings(backend, studies, storage) if backend else {}
+    training = _study_training(studies, storage) if "accuracy" in need else None
     out = []
     for name in names:
         cfg = get_preset(name).replace(resolution=res, num_classes=num_classes)
         stored = _stored_preset(cfg.hash, need, backend, studies, storage)
         if stored is not None:
             trial_id, values = stored
-            out.append(ReferencePoint(name, values, f"stored trial {trial_id}"))
-            continue
-        values: dict[str, float | None] = dict.fromkeys(need)
-        notes = []
-        if set(need) & {"flops", "params", "activations"}:
-            cost = _preset_cost(cfg, storage)
-            for k in ("flops", "params", "activations"):
-                if k in need:
-                    values[k] = float(cost[k])
-        if set(need) & {"latency_ms", "latency_p90_ms", "energy_mj"}:
-            if backend is None:
-                notes.append("latency not measured: the trials name no backend")
-            else:
-                m = _measure_preset(cfg, backend, studies, storage)
-                if "latency_ms" in need:
-                    values["latency_ms"] = float(m.median_ms)
-                if "latency_p90_ms" in need:
-                    values["latency_p90_ms"] = float(m.p90_ms)
-                if "energy_mj" in need and m.energy_j:
-                    values["energy_mj"] = float(m.energy_j["median_j"]) * 1e3
-        if "accuracy" in need:
-            if train:
-                values["accuracy"], how = _train_preset(name, cfg, studies, storage)
-                notes.append(how)
-            else:
-                notes.append("accuracy not trained (use --train-presets)")
-        out.append(ReferencePoint(name, values, "; ".join(notes)))
+            point = ReferencePoint(name, values, f"stored trial {trial_id}")
+        else:
+            trial_id, point = None, ReferencePoint(name, dict.fromkeys(need), "not measured")
+        out.append(PresetRequest(point, cfg, backend, settings, training, trial_id))
     return out
 
 
@@ -697,85 +555,30 @@ def _stored_preset(arch_hash: str, need: list[str], backend: str | None,
     return row[0], {n: float(v) for n, v in zip(need, row[1:])}
 
 
-def _preset_cost(cfg: Any, storage: str | None) -> dict[str, int]:
-    """Params/FLOPs/activations of ``cfg``: from the architectures table, else counted and kept.
-
-    Counting traces the model with fvcore (seconds per preset on a small CPU), so the result is
-    stored as an ordinary architecture row, as the search stores the trials' architectures.
-    """
-    engine = open_store(storage)
-    with engine.connect() as conn:
-        row = conn.execute(select(A.params, A.flops, A.activations).where(
-            A.hash == cfg.hash, A.flops.is_not(None))).first()
-    if row is not None:
-        return {"params": row[0], "flops": row[1], "activations": row[2]}
-    from ..cost import count_cost
-    from ..store import upsert_architecture
-
-    cost = count_cost(cfg)
-    with db.session_scope(engine.url.render_as_string(hide_password=False)) as s:
-        upsert_architecture(s, cfg, cost)
-    return {"params": int(cost.params), "flops": int(cost.flops),
-            "activations": int(cost.activations)}
-
-
-def _measure_preset(cfg: Any, backend: str, studies: Sequence[str], storage: str | None):
-    """Time a preset as the trials were timed: same backend, batch, threads and settings."""
-    from ..latency import measure_arch
-
+def _backend_settings(backend: str, studies: Sequence[str], storage: str | None
+                      ) -> dict[str, Any]:
+    """The settings the trials were timed with on ``backend`` (batch and threads included)."""
     q = select(T.backend_settings).where(T.backend == backend, T.backend_settings.is_not(None))
     if studies:
         q = q.where(T.study.in_(list(studies)))
     with open_store(storage).connect() as conn:
-        settings = _loads(conn.scalar(q.order_by(T.id.desc()).limit(1)), {})
-    batch, threads = int(settings.pop("batch", 1)), settings.pop("threads", None)
-    return measure_arch(cfg, backend=backend, batch=batch, threads=threads, storage=storage,
-                        **settings)
+        return _loads(conn.scalar(q.order_by(T.id.desc()).limit(1)), {})
 
 
-def _train_preset(name: str, cfg: Any, studies: Sequence[str], storage: str | None
-                  ) -> tuple[float, str]:
-    """Proxy-train a preset with the study's stored recipe, data and seed (as a trial is), or
-    reuse the accuracy of an earlier such training; returns the accuracy and how it was got."""
-    from ..store.preset_trainings import PresetTraining, find
-
+def _study_training(studies: Sequence[str], storage: str | None) -> dict[str, Any] | None:
+    """The study, proxy recipe, data and seed of the latest complete trial of ``studies``."""
     engine = open_store(storage)
     with engine.connect() as conn:
         row = conn.execute(
-            select(T.study, T.recipe, T.seed, T.train_key).where(
+            select(T.study, T.recipe, T.seed).where(
                 T.study.in_(list(studies)), T.state == COMPLETE, T.recipe.is_not(None))
             .order_by(T.id.desc()).limit(1)
         ).first()
     if row is None:
-        raise EdgeExploreError(
-            "--train-presets needs a study with a stored proxy recipe (complete trials)")
-    url = engine.url.render_as_string(hide_password=False)
-    with db.session_scope(url) as s:
-        done = find(s, cfg.hash, row[3])
-        if done is not None:
-            return done.accuracy, f"accuracy trained earlier with study {done.study}'s recipe"
-    study_recipe = _optuna_study_attrs(engine).get(row[0], {}).get("recipe") or {}
-    data = study_recipe.get("data") or {}
-    if not data.get("spec"):
-        raise EdgeExploreError(f"study {row[0]!r} does not record its data; cannot train presets")
-    from ..data import load_data
-    from ..models import build
-    from ..training.proxy import ProxyRecipe, seed_everything, train_proxy
-
-    proxy = ProxyRecipe.from_dict(json.loads(row[1]))
-    seed = int(study_recipe.get("seed", row[2] or 0))
-    bundle = load_data(data["spec"], resolution=cfg.resolution, subset=data.get("subset"),
-                       val_subset=data.get("val_subset"), seed=seed)
-    seed_everything(seed)  # the same initial weights a trial with this seed gets
-    model = build(proxy.arch_for(cfg.replace(num_classes=bundle.num_classes)))
-    result = train_proxy(model, bundle, proxy, seed=seed, progress=True)
-    with db.session_scope(url) as s:
-        db.add_once(s, PresetTraining(preset=name, arch_hash=cfg.hash, train_key=row[3],
-                                      study=row[0], accuracy=float(result.accuracy),
-                                      curve=json.dumps(result.curve),
-                                      train_seconds=float(result.train_seconds)),
-                    arch_hash=cfg.hash, train_key=row[3])
-    return float(result.accuracy), f"accuracy trained now with study {row[0]}'s recipe"
+        return None
+    study_recipe = optuna_study_attrs(engine).get(row[0], {}).get("recipe") or {}
+    return {"study": row[0], "recipe": json.loads(row[1]), "data": study_recipe.get("data"),
+            "seed": int(study_recipe.get("seed", row[2] or 0))}
 
 
 def trial_summaries(ids: Sequence[int], storage: str | None = None) -> dict[int, TrialSummary]:
@@ -793,6 +596,7 @@ def trial_summaries(ids: Sequence[int], storage: str | None = None) -> dict[int,
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
+    "PresetRequest",
     "StudySummary",
     "TrialDetail",
     "TrialSummary",
@@ -803,7 +607,7 @@ __all__ = [
     "open_store",
     "pareto_front",
     "parse_objectives",
-    "preset_points",
+    "preset_requests",
     "study_objectives",
     "trial_fields",
     "trial_summaries",

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,15 +19,11 @@ from ..ablation import (
 )
 from ..ablation.runner import DEFAULT_DATA, QUICK
 from ..errors import ConfigError, EdgeExploreError
+from ..tabular import to_csv
+from .options import console as _console
+from .options import storage_option
 
 _EXT_FORMATS = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown"}
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    width = shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else 200
-    return Console(width=width, highlight=False, stderr=stderr)
 
 
 def _tolerance(value: str) -> float:
@@ -125,12 +120,7 @@ COMPONENT_HELP = (
     default=None,
     help="Ablation name in the store (default: COMPONENT plus a settings digest).",
 )
-@click.option(
-    "--storage",
-    default=None,
-    metavar="URL",
-    help="Database URL or SQLite path (default: $EDGEEXPLORE_STORAGE or edgeexplore.db).",
-)
+@storage_option()
 @click.option(
     "--quick",
     is_flag=True,
@@ -288,8 +278,6 @@ def _show_plan(plan, fmt, output) -> None:
             }
         )
     if fmt in ("json", "csv", "markdown") or output is not None:
-        import csv
-        import io
         import json
 
         fmt = fmt or _EXT_FORMATS.get(output.suffix.lower(), "json")
@@ -308,11 +296,7 @@ def _show_plan(plan, fmt, output) -> None:
                 + "\n"
             )
         elif fmt == "csv":
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-            w.writeheader()
-            w.writerows(rows)
-            text = buf.getvalue()
+            text = to_csv(rows)
         else:
             text = (
                 "| variant | adjustment | FLOPs (G) | vs target | params (M) |\n"
@@ -351,12 +335,7 @@ def _show_plan(plan, fmt, output) -> None:
 
 @click.command("ablation-show")
 @click.argument("name")
-@click.option(
-    "--storage",
-    default=None,
-    metavar="URL",
-    help="Database URL or SQLite path (default: $EDGEEXPLORE_STORAGE or edgeexplore.db).",
-)
+@storage_option()
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def ablation_show(name, storage, fmt):
     """Print the table of a stored ablation NAME (no training)."""

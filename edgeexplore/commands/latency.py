@@ -6,23 +6,16 @@ Thin wrappers over :func:`edgeexplore.cost.count_cost` and :mod:`edgeexplore.lat
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from typing import Any
 
 import click
 
 from ..errors import EdgeExploreError
-
-STORAGE_HELP = ("Latency cache: database URL or SQLite path "
-                "(default: $EDGEEXPLORE_STORAGE or edgeexplore.db).")
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    width = shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else 200
-    return Console(width=width, highlight=False, stderr=stderr)
+from ..tabular import plain, to_csv
+from ..units import human_count
+from .options import console as _console
+from .options import format_option, json_alias, storage_option
+from .output import Column, emit
 
 
 def parse_settings(items: tuple[str, ...]) -> dict[str, Any]:
@@ -110,26 +103,30 @@ def _latency_table(m: Any):
                    "command='ssh board bench {model}', pattern=..., timeout_s=60.")
 @click.option("--force", is_flag=True, help="Measure again even if the cache has this measurement.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the latency cache.")
-@click.option("--storage", default=None, metavar="URL", help=STORAGE_HELP)
+@storage_option("Latency cache")
 @click.option("--no-latency", is_flag=True, help="Only count parameters and FLOPs.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@format_option()
+@json_alias
 def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, backend: str,
                 threads: int | None, batch: int, settings: tuple[str, ...], force: bool,
-                no_cache: bool, storage: str | None, no_latency: bool, as_json: bool) -> None:
+                no_cache: bool, storage: str | None, no_latency: bool, fmt: str,
+                as_json: bool) -> None:
     """Parameters, FLOPs (total and per stage) and measured latency of one architecture.
 
     \b
     Examples:
       edgeexplore measure edgevit_xxs
       edgeexplore measure edgevit_s --resolution 256x192 --backend onnxruntime --threads 2
-      edgeexplore measure my_arch.json --backend lut --json
+      edgeexplore measure my_arch.json --backend lut --format json
       edgeexplore measure edgevit_xxs --backend command \\
           --set command='python bench.py {model} --shape {input_shape}' \\
           --set pattern='avg (\\S+) ms'
 
     Measurements are cached in the store keyed by architecture, input shape, batch, backend,
-    settings and device, so measuring again is free; --force measures anew.
+    settings and device, so measuring again is free; --force measures anew. json is one object;
+    csv is one row with the same fields (per-stage FLOPs and the latency record as JSON text).
     """
+    fmt = "json" if as_json else fmt
     from ..config import resolve_arch
     from ..cost import count_cost
 
@@ -138,26 +135,29 @@ def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, back
     m = None
     if not no_latency:
         from ..latency import measure_arch
+        from ..store import open_store
 
         extra = parse_settings(settings)
-        status = None if as_json else _console(stderr=True).status(
+        status = None if fmt != "table" else _console(stderr=True).status(
             f"measuring on {backend} (batch {batch})...")
         if status is not None:
             status.start()
         try:
             m = measure_arch(cfg, backend=backend, batch=batch, threads=threads, force=force,
-                             storage=storage, cache_results=not no_cache, **extra)
+                             store=None if storage is None else open_store(storage),
+                             cache_results=not no_cache, **extra)
         finally:
             if status is not None:
                 status.stop()
-    if as_json:
+    if fmt != "table":
         out = {
             "arch": arch, "hash": cfg.hash, "config": cfg.to_dict(),
             "resolution": list(cfg.resolution), "num_classes": cfg.num_classes,
             "params": cost.params, "flops": cost.flops, "activations": cost.activations,
             "per_stage_flops": cost.per_stage, "latency": m.to_dict() if m is not None else None,
         }
-        click.echo(json.dumps(out, indent=1, default=str))
+        text = json.dumps(plain(out), indent=1) + "\n" if fmt == "json" else to_csv([out])
+        click.echo(text, nl=False)
         return
     from rich.table import Table
 
@@ -166,8 +166,8 @@ def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, back
     t = Table(title=f"{arch} ({cfg.hash}) at {h}x{w}, {cfg.num_classes} classes")
     t.add_column("cost")
     t.add_column("value", justify="right")
-    t.add_row("parameters", f"{cost.params:,} ({cost.params / 1e6:.2f} M)")
-    t.add_row("FLOPs", f"{cost.flops:,} ({cost.flops / 1e9:.3f} G)")
+    t.add_row("parameters", f"{cost.params:,} ({human_count(cost.params)})")
+    t.add_row("FLOPs", f"{cost.flops:,} ({human_count(cost.flops)})")
     for group, flops in cost.per_stage.items():
         t.add_row(f"  {group}", f"{flops:,} ({flops / max(cost.flops, 1):.1%})")
     t.add_row("activations", f"{cost.activations:,}")
@@ -176,13 +176,18 @@ def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, back
         console.print(_latency_table(m))
 
 
+BACKEND_COLUMNS = [Column("name", "backend"), Column("available"),
+                   Column("reason", "device / reason"), Column("origin", "from")]
+
+
 @click.command("backends")
 @click.option("--backend", "probe", default=None, metavar="NAME",
               help="Probe this backend with the --set settings (e.g. to check a command template).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Setting for the --backend probed, repeatable.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def backends_cmd(probe: str | None, settings: tuple[str, ...], as_json: bool) -> None:
+@format_option()
+@json_alias
+def backends_cmd(probe: str | None, settings: tuple[str, ...], fmt: str, as_json: bool) -> None:
     """List every latency backend, whether it runs here, and why not (or on what device).
 
     Third-party packages add backends through the `edgeexplore.latency_backends` entry-point
@@ -194,18 +199,8 @@ def backends_cmd(probe: str | None, settings: tuple[str, ...], as_json: bool) ->
     if extra and probe is None:
         raise EdgeExploreError("--set needs --backend NAME: settings differ between backends")
     infos = list_backends({probe: extra} if probe else None)
-    if as_json:
-        click.echo(json.dumps([vars(i) for i in infos], indent=1))
-    else:
-        from rich.table import Table
-
-        t = Table(title="Latency backends")
-        for col in ("backend", "available", "device / reason", "from"):
-            t.add_column(col)
-        for i in infos:
-            t.add_row(i.name, "[green]yes[/]" if i.available else "[red]no[/]", i.reason,
-                      i.origin)
-        _console().print(t)
+    emit([vars(i) for i in infos], "json" if as_json else fmt, BACKEND_COLUMNS,
+         title="Latency backends")
     probed = next((i for i in infos if i.name == probe), None)
     if probed is not None and not probed.available:  # a probe answers in its exit status too
         raise EdgeExploreError(f"backend {probe!r} cannot run here: {probed.reason}")

@@ -6,7 +6,6 @@ Thin wrappers over :mod:`edgeexplore.config` (presets) and :mod:`edgeexplore.mod
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ import click
 
 from ..config import PRESET_HELP, PRESETS
 from ..errors import ConfigError, EdgeExploreError
+from .options import format_option, json_alias
+from .output import Column, emit
 
 
 def _count_params(name: str) -> int | None:
@@ -30,9 +31,16 @@ def _count_params(name: str) -> int | None:
     return sum(p.numel() for p in model.parameters())
 
 
+PRESET_COLUMNS = [
+    Column("name"), Column("params", show=lambda n: "?" if n is None else f"{n:,}", right=True),
+    Column("resolution", "input"), Column("description"), Column("stages"),
+]
+
+
 @click.command("presets")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-def presets_cmd(as_json: bool) -> None:
+@format_option()
+@json_alias
+def presets_cmd(fmt: str, as_json: bool) -> None:
     """List the named architectures (usable wherever a PRESET|CONFIG.json is asked for)."""
     rows = []
     for name, arch in PRESETS.items():
@@ -43,21 +51,7 @@ def presets_cmd(as_json: bool) -> None:
             "description": PRESET_HELP.get(name, ""),
             "stages": arch.describe(),
         })
-    if as_json:
-        click.echo(json.dumps(rows, indent=1))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="edgeexplore presets")
-    table.add_column("name", style="bold")
-    table.add_column("params", justify="right")
-    table.add_column("input")
-    table.add_column("description")
-    for r in rows:
-        params = f"{r['params']:,}" if r["params"] is not None else "?"
-        table.add_row(r["name"], params, r["resolution"], r["description"])
-    Console().print(table)
+    emit(rows, "json" if as_json else fmt, PRESET_COLUMNS, title="edgeexplore presets")
 
 
 def _int_list(value: str | None, name: str) -> list[int] | None:

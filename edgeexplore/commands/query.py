@@ -5,92 +5,45 @@ Thin wrappers over :mod:`edgeexplore.analysis.query`; every listing prints as a 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
+from rich.text import Text
 
 from ..analysis import query
-from ..analysis.pareto import DISPLAY, ParetoResult, display, format_value
+from ..analysis.pareto import ParetoResult
 from ..errors import EdgeExploreError
-from ..store.db import default_url
-
-STORAGE_HELP = "Database URL or SQLite path (default: $EDGEEXPLORE_STORAGE or edgeexplore.db)."
-FORMATS = click.Choice(["table", "csv", "json"])
-
-
-def storage_option(f):
-    return click.option("--storage", default=None, metavar="URL", help=STORAGE_HELP)(f)
-
-
-def _console():
-    from rich.console import Console
-
-    # Piped output keeps whole rows instead of wrapping at rich's 80-column default.
-    width = shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else 200
-    return Console(width=width, highlight=False)
-
-
-def _emit_rows(rows: list[dict[str, Any]], fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=1, default=str))
-    elif fmt == "csv":
-        buf = io.StringIO()
-        names = list(rows[0]) if rows else []
-        writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        click.echo(buf.getvalue(), nl=False)
-
-
-def _fmt(name: str, value: Any) -> str:
-    """A stored value in display units without the unit (the column header carries it)."""
-    if value is None:
-        return "-"
-    _, _, scale = display(name)
-    v = value * scale
-    if not isinstance(v, float) and scale == 1:
-        return str(v)
-    return f"{v:.2f}" if abs(v) >= 1 or v == 0 else f"{v:.3g}"
-
-
-def _header(name: str) -> str:
-    label, unit, _ = display(name)
-    return f"{label} ({unit})" if unit else label
-
+from ..evaluation import place_presets
+from ..units import DISPLAY, format_value
+from .options import console, format_option, limit_option, storage_option
+from .output import Column, cell_text, emit, metric_text
 
 # -- studies ------------------------------------------------------------------------------------
 
+def _best_text(best: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {format_value(k, v)}" for k, v in best.items())
+
+
+STUDY_COLUMNS = [
+    Column("name", "study"), Column("trials", right=True),
+    Column("states", "by state", lambda d: ", ".join(f"{k} {v}" for k, v in sorted(d.items()))),
+    Column("objectives"), Column("best", show=_best_text), Column("first_trial", "first trial"),
+    Column("last_trial", "last trial"),
+]
+
+
 @click.command("studies")
-@storage_option
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@storage_option()
+@format_option()
 def studies_cmd(storage: str | None, fmt: str) -> None:
     """List the studies in the store: trials by state, objectives and best values."""
-    studies = query.list_studies(storage=storage or default_url())
-    if fmt != "table":
-        _emit_rows([asdict(s) for s in studies], fmt)
-        return
-    if not studies:
-        click.echo("The store holds no trials yet (run `edgeexplore search`).")
-        return
-    from rich.table import Table
-
-    table = Table(title="Studies")
-    for col in ("study", "trials", "by state", "objectives", "best", "last trial"):
-        table.add_column(col, justify="right" if col == "trials" else "left")
-    for s in studies:
-        states = ", ".join(f"{k} {v}" for k, v in sorted(s.states.items()))
-        best = ", ".join(f"{k} {format_value(k, v)}" for k, v in s.best.items())
-        table.add_row(s.name, str(s.trials), states, ", ".join(s.objectives), best,
-                      s.last_trial or "-")
-    _console().print(table)
+    studies = query.list_studies(storage=storage)
+    emit([asdict(s) for s in studies], fmt, STUDY_COLUMNS, title="Studies",
+         empty="The store holds no trials yet (run `edgeexplore search`).")
 
 
 # -- trials -------------------------------------------------------------------------------------
@@ -117,45 +70,35 @@ _study = click.option("--study", "studies", multiple=True, metavar="NAME",
                       help="Only this study (repeat for several).")
 
 
+TRIAL_COLUMNS = [
+    Column("id", right=True), Column("study"), Column("number", "#", right=True),
+    Column("state"), *map(Column.metric, ("accuracy", "latency_ms", "flops", "params",
+                                          "energy_mj")),
+    Column("backend"), Column("resolution"), Column("arch_hash", "architecture"),
+    Column("blocks"), Column("depths"), Column("widths"),
+]
+
+
 @trials_group.command("list")
 @_study
 @_where
 @_sort
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="Show at most N trials.")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@storage_option
+@limit_option(what="trials")
+@format_option()
+@storage_option()
 def trials_list(studies: tuple[str, ...], where: str | None, sort: str | None,
                 limit: int | None, fmt: str, storage: str | None) -> None:
     """List trials (optionally filtered and sorted)."""
     rows = query.list_trials(study=list(studies) or None, where=where, sort=sort, limit=limit,
                              storage=storage)
-    if fmt != "table":
-        _emit_rows([asdict(r) for r in rows], fmt)
-        return
-    if not rows:
-        click.echo("No trials match.")
-        return
-    from rich.table import Table
+    emit([asdict(r) for r in rows], fmt, TRIAL_COLUMNS,
+         title=f"{len(rows)} trial{'s' if len(rows) != 1 else ''}", empty="No trials match.")
 
-    show_energy = any(r.energy_mj is not None for r in rows)
-    show_backend = len({r.backend for r in rows}) > 1
-    table = Table(title=f"{len(rows)} trial{'s' if len(rows) != 1 else ''}")
-    cols = ["id", "study", "#", "state", _header("accuracy"), _header("latency_ms"),
-            _header("flops"), _header("params")]
-    cols += [_header("energy_mj")] if show_energy else []
-    cols += ["backend"] if show_backend else []
-    cols += ["blocks", "depths", "widths"]
-    for c in cols:
-        table.add_column(c, justify="right" if c in ("id", "#") or "(" in c else "left")
-    for r in rows:
-        cells = [str(r.id), r.study, "-" if r.number is None else str(r.number), r.state,
-                 _fmt("accuracy", r.accuracy), _fmt("latency_ms", r.latency_ms),
-                 _fmt("flops", r.flops), _fmt("params", r.params)]
-        cells += [_fmt("energy_mj", r.energy_mj)] if show_energy else []
-        cells += [r.backend or "-"] if show_backend else []
-        cells += [r.blocks or "-", r.depths or "-", r.widths or "-"]
-        table.add_row(*cells)
-    _console().print(table)
+
+STAGE_COLUMNS = [Column(k) for k in ("stage", "block", "depth", "width", "heads", "mlp_ratio",
+                                        "sample_rate")] + [
+    Column("options", show=lambda o: ", ".join(f"{k}={v}" for k, v in sorted((o or {}).items()))
+           or "-")]
 
 
 @trials_group.command("show")
@@ -165,72 +108,59 @@ def trials_list(studies: tuple[str, ...], where: str | None, sort: str | None,
 @click.option("--save-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the trial's architecture as an ArchConfig JSON file (for "
                    "`measure FILE`, `ArchConfig.load`, training it in full).")
-@storage_option
+@storage_option()
 def trials_show(trial_id: int, fmt: str, save_config: Path | None, storage: str | None) -> None:
     """Everything stored about one trial: stages, metrics, latency, curve, environment."""
     t = query.get_trial(trial_id, storage=storage)
     if save_config is not None:
         _save_config(t, save_config)
+        # on stderr, so `--format json` output stays one JSON document
+        click.echo(f"Saved the architecture of trial {t.id} to {save_config}.", err=True)
     if fmt == "json":
         click.echo(json.dumps(asdict(t), indent=1, default=str))
         return
-    from rich.table import Table
+    _print_trial(t)
 
-    con = _console()
-    con.print(f"[bold]Trial {t.id}[/bold]  study {t.study}  #{t.number}  state [bold]{t.state}"
-              f"[/bold]  seed {t.seed}  architecture {t.arch_hash or '-'}")
+
+def _print_trial(t: query.TrialDetail) -> None:
+    from .output import table
+
+    con = console()
+    con.print(Text.assemble((f"Trial {t.id}", "bold"), f"  study {t.study}  #{t.number}  state ",
+                            (t.state, "bold"), f"  seed {t.seed}  architecture "
+                            f"{t.arch_hash or '-'}"))
     if t.reason:
         con.print(f"reason: {t.reason}")
     if t.reused_from:
         con.print(f"training results reused from trial {t.reused_from}")
     if t.stages:
-        st = Table(title=f"Configuration ({t.resolution or '-'} input, "
-                         f"{(t.config or {}).get('num_classes', '-')} classes)")
-        for c in ("stage", "block", "depth", "width", "heads", "mlp_ratio", "sample_rate",
-                  "options"):
-            st.add_column(c)
-        for s in t.stages:
-            opts = ", ".join(f"{k}={v}" for k, v in sorted(s.get("options", {}).items()))
-            st.add_row(*(str(s.get(c, "-")) for c in ("stage", "block", "depth", "width",
-                                                       "heads", "mlp_ratio", "sample_rate")),
-                       opts or "-")
-        con.print(st)
-    mt = Table(title="Metrics")
-    mt.add_column("metric")
-    mt.add_column("value")
+        con.print(table(t.stages, STAGE_COLUMNS,
+                        f"Configuration ({t.resolution or '-'} input, "
+                        f"{(t.config or {}).get('num_classes', '-')} classes)"))
+    metrics = []
     shown = {**t.metrics, **{k: v for k, v in t.cost.items() if k != "per_stage_flops"}}
     for k, v in _flatten(shown).items():
         if k == "latency.device":
             continue  # the latency table below names the device
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            mt.add_row(k, _cell(v))
-        else:
-            mt.add_row(k, format_value(k, v) if k in DISPLAY else _cell(v))
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        metrics.append({"metric": k, "value": format_value(k, v) if number and k in DISPLAY
+                        else cell_text(v)})
     if t.cost.get("per_stage_flops"):
-        per = ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in t.cost["per_stage_flops"].items())
-        mt.add_row("FLOPs per stage", per)
-    for k, v in t.timings.items():
-        if v is not None:
-            mt.add_row(k.replace("_", " "), f"{v:.2f}")
-    con.print(mt)
+        per = ", ".join(f"{k} {metric_text('flops', v)}"
+                        for k, v in t.cost["per_stage_flops"].items())
+        metrics.append({"metric": "FLOPs per stage", "value": per})
+    metrics += [{"metric": k.replace("_", " "), "value": f"{v:.2f}"}
+                for k, v in t.timings.items() if v is not None]
+    con.print(table(metrics, [Column("metric"), Column("value")], "Metrics"))
     settings = json.dumps(t.backend_settings) if t.backend_settings else ""
     con.print(f"backend {t.backend or '-'} {settings}   data {t.data or '-'}")
     if t.latency:
-        lt = Table(title="Latency measurements of this architecture (ms)")
         keys = [k for k in query.LATENCY_COLUMNS if any(k in m for m in t.latency)]
-        for k in keys:
-            lt.add_column(k)
-        for m in t.latency:
-            lt.add_row(*(_cell(m.get(k)) for k in keys))
-        con.print(lt)
+        con.print(table(t.latency, [Column(k) for k in keys],
+                        "Latency measurements of this architecture (ms)"))
     if t.curve:
-        ct = Table(title="Training curve")
         keys = list(dict.fromkeys(k for e in t.curve for k in e))
-        for k in keys:
-            ct.add_column(k, justify="right")
-        for e in t.curve:
-            ct.add_row(*(_cell(e.get(k)) for k in keys))
-        con.print(ct)
+        con.print(table(t.curve, [Column(k, right=True) for k in keys], "Training curve"))
     if t.recipe:
         con.print("recipe: " + ", ".join(f"{k}={v}" for k, v in t.recipe.items()))
     if t.environment:
@@ -261,25 +191,15 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _cell(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, dict):
-        return ", ".join(f"{k}={x}" for k, x in v.items())
-    return str(v)
-
-
 @trials_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
-              show_default=True)
+              show_default=True, help="Every stored column, so no table form: csv or json.")
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write here (default: stdout).")
 @_study
 @_where
 @_sort
-@click.option("--limit", type=click.IntRange(min=0), default=None)
-@storage_option
+@limit_option(what="trials")
+@storage_option()
 def trials_export(fmt: str, output: str | None, studies: tuple[str, ...], where: str | None,
                   sort: str | None, limit: int | None, storage: str | None) -> None:
     """Export every stored column of the trials (and their architecture) as CSV or JSON."""
@@ -310,12 +230,10 @@ def trials_export(fmt: str, output: str | None, studies: tuple[str, ...], where:
 @click.option("--train-presets", is_flag=True,
               help="Also proxy-train the presets with the study's recipe (slow) so they get an "
                    "accuracy; otherwise they appear as reference lines on the cost axes only.")
-@click.option("--limit", type=click.IntRange(min=0), default=40, show_default=True,
-              help="Rows of the front to print (evenly spread along it, knee included); 0 for "
-                   "all. JSON output always has the whole front.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
-@storage_option
+@limit_option(default=40, what="rows of the front in the table (spread along it, knee "
+                              "included; csv and json always have the whole front)")
+@format_option()
+@storage_option()
 def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | None,
                where: str | None, plot_path: str | None, presets: bool, train_presets: bool,
                limit: int, fmt: str, storage: str | None) -> None:
@@ -324,11 +242,15 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
     Membership is Optuna's own non-domination test; the hypervolume's reference point is, per
     objective, the worst observed value plus 10% of the observed range; the knee is the front
     point farthest from the line (plane) through the front's extremes in normalised space.
+
+    csv lists the front, one trial a row; json is the whole analysis (front with the same
+    columns, knee, hypervolume, reference point, presets).
     """
     result = query.pareto_front(
         study=list(studies) or None, objectives=objectives, backend=backend, where=where,
-        presets=presets, train_presets=train_presets, storage=storage,
+        presets=presets, storage=storage,
     )
+    place_presets(result.preset_requests, train=train_presets, storage=storage)
     if plot_path:
         from ..analysis.pareto import plot
 
@@ -336,41 +258,62 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
         if backend:
             title += f" ({backend})"
         plot(result, plot_path, title=title)
+    shown = result.front if fmt != "table" else _spread(result, limit)
+    rows = _front_rows(result, shown, storage)
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=1, default=str))
+        doc = result.to_dict()
+        doc["front"] = rows
+        click.echo(json.dumps(doc, indent=1, default=str))
+    elif fmt == "csv":
+        emit(rows, fmt, _front_columns(result))
     else:
-        _print_front(result, storage, limit)
+        _print_front(result, rows)
     if plot_path:
         click.echo(f"Plot written to {plot_path}.", err=True)
 
 
-def _print_front(result: ParetoResult, storage: str | None, limit: int = 0) -> None:
-    from rich.table import Table
+def _spread(result: ParetoResult, limit: int) -> list[int]:
+    """At most ``limit`` front rows spread along the front (its ends and the knee included)
+    rather than one end cut off; 0 keeps them all."""
+    whole = result.front
+    if not 0 < limit < len(whole):
+        return whole
+    picks = set(np.rint(np.linspace(0, len(whole) - 1, limit)).astype(int).tolist())
+    return [i for n, i in enumerate(whole) if n in picks or i == result.knee]
+
+
+def _front_columns(result: ParetoResult) -> list[Column]:
+    return [Column("id", right=True), Column("study"), Column("number", "#", right=True),
+            *(Column.metric(o.name) for o in result.objectives),
+            Column("blocks"), Column("depths"), Column("widths"),
+            Column("knee", "", lambda k: "knee" if k else "")]
+
+
+def _front_rows(result: ParetoResult, indices: list[int], storage: str | None
+                ) -> list[dict[str, Any]]:
+    info = query.trial_summaries([result.ids[i] for i in indices], storage=storage)
+    rows = []
+    for i in indices:
+        s = info.get(result.ids[i])
+        row: dict[str, Any] = {"id": result.ids[i], "study": result.groups[i],
+                               "number": s.number if s else None}
+        row.update({o.name: float(v) for o, v in zip(result.objectives, result.values[i])})
+        row.update({k: getattr(s, k) if s else None for k in ("blocks", "depths", "widths")})
+        row["knee"] = i == result.knee
+        rows.append(row)
+    return rows
+
+
+def _print_front(result: ParetoResult, rows: list[dict[str, Any]]) -> None:
+    from .output import table
 
     objs = result.objectives
     whole = result.front
-    front = whole
-    if 0 < limit < len(whole):
-        # Spread the rows along the front (its ends included) rather than cut one end off.
-        picks = set(np.rint(np.linspace(0, len(whole) - 1, limit)).astype(int).tolist())
-        front = [i for n, i in enumerate(whole) if n in picks or i == result.knee]
-    info = query.trial_summaries([result.ids[i] for i in front], storage=storage)
-    shown = "" if len(front) == len(whole) else f", {len(front)} shown (--limit 0 for all)"
-    table = Table(title=f"Pareto front: {len(whole)} of {len(result.values)} complete trials "
-                        f"({', '.join(map(str, objs))}){shown}")
-    for c in ["id", "study", "#", *[_header(o.name) for o in objs], "blocks", "depths",
-              "widths", ""]:
-        table.add_column(c, justify="right" if c in ("id", "#") or "(" in c else "left")
-    for i in front:
-        s = info.get(result.ids[i])
-        cells = [str(result.ids[i]), result.groups[i],
-                 "-" if s is None or s.number is None else str(s.number)]
-        cells += [_fmt(o.name, float(v)) for o, v in zip(objs, result.values[i])]
-        cells += [s.blocks or "-", s.depths or "-", s.widths or "-"] if s else ["-"] * 3
-        cells.append("knee" if i == result.knee else "")
-        table.add_row(*cells)
-    con = _console()
-    con.print(table)
+    shown = "" if len(rows) == len(whole) else f", {len(rows)} shown (--limit 0 for all)"
+    con = console()
+    con.print(table(rows, _front_columns(result),
+                    f"Pareto front: {len(whole)} of {len(result.values)} complete trials "
+                    f"({', '.join(map(str, objs))}){shown}"))
     ref = ", ".join(f"{o.name} {format_value(o.name, v)}"
                     for o, v in zip(objs, result.reference_values))
     con.print(f"Hypervolume {result.hypervolume:.6g} "

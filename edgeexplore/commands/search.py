@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import store
 from ..errors import EdgeExploreError
 from ..store import db
+from ..units import format_value, human_count
+from .options import console as make_console
+from .options import format_option, storage_option
+from .output import Column, emit
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -24,8 +27,7 @@ def _trial_line(o) -> str:
         reused = " (reused)" if o.reused else ""
         line = (f"trial {num} {o.state}{reused}: accuracy {_fmt(o.accuracy, '.3f')}, "
                 f"latency {_fmt(o.latency_ms, '.2f')} ms, "
-                f"{_fmt(o.flops and o.flops / 1e6, '.1f')} MFLOPs, "
-                f"{_fmt(o.params and o.params / 1e6, '.2f')} M params")
+                f"{human_count(o.flops)} FLOPs, {human_count(o.params)} params")
         secs = o.timings.get("total_seconds")
         if secs is not None:
             line += f" [{secs:.1f}s]"
@@ -36,7 +38,7 @@ def _trial_line(o) -> str:
 def _summary_table(rows: list[store.TrialResult], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for col, just in (("#", "right"), ("state", "left"), ("accuracy", "right"),
-                      ("latency ms", "right"), ("MFLOPs", "right"), ("params M", "right"),
+                      ("latency ms", "right"), ("FLOPs", "right"), ("params", "right"),
                       ("train s", "right"), ("architecture / reason", "left")):
         table.add_column(col, justify=just, overflow="fold")
     for r in rows:
@@ -48,7 +50,7 @@ def _summary_table(rows: list[store.TrialResult], title: str) -> Table:
         table.add_row(
             str(r.number if r.number is not None else "-"), r.state,
             _fmt(r.accuracy, ".3f"), _fmt(r.latency_ms, ".2f"),
-            _fmt(r.flops and r.flops / 1e6, ".1f"), _fmt(r.params and r.params / 1e6, ".3f"),
+            human_count(r.flops), human_count(r.params),
             _fmt(r.train_seconds, ".1f"), what or "", style=style,
         )
     return table
@@ -70,8 +72,7 @@ def _short(a: store.Architecture | None) -> str:
 @click.option("--name", "-n", default=None,
               help="Study name (default: the recipe's name). The same name again resumes the "
                    "study and extends it by the budget.")
-@click.option("--storage", default=None,
-              help="Database URL or file (default: edgeexplore.db here, or $EDGEEXPLORE_STORAGE).")
+@storage_option()
 @click.option("--backend", default=None, help="Latency backend, overriding the recipe's "
               "(see `edgeexplore backends`).")
 @click.option("--data", default=None, help="Data spec, overriding the recipe's (synthetic, "
@@ -101,80 +102,117 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
     import optuna
 
     from ..search.recipe import StudyRecipe, resolve_recipe
-    from ..search.study import StudyInterrupted, parse_budget, run_study, summary_rows
+    from ..search.study import (
+        StudyInterrupted,
+        parse_budget,
+        resume_command,
+        run_study,
+        summary_rows,
+    )
 
     # our own per-trial lines replace Optuna's INFO log
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # piped output has no terminal width; keep table rows on one line for logs and grep
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = make_console()
     b = parse_budget(budget)
     recipe = StudyRecipe.load(resolve_recipe(study)).with_overrides(backend=backend, data=data,
                                                                      seed=seed)
 
     def on_start(info: dict) -> None:
         target = f", until {info['target']} trials" if info["target"] is not None else ""
-        console.print(
-            f"[bold]study {info['name']}[/bold] in {db.shown(info['url'])}: {info['before']} trials "
+        console.print(Text.assemble(
+            (f"study {info['name']}", "bold"),
+            f" in {db.shown(info['url'])}: {info['before']} trials "
             f"stored{target}; budget {b}; space {recipe.space.name}, data {recipe.data}, "
             f"backend {recipe.backend}, sampler {recipe.sampler}, objectives "
             f"{', '.join(map(str, recipe.objectives))}"
-        )
+        ))
         if info["recovered"]:
-            console.print(f"[yellow]{info['recovered']} trial(s) left running by a stopped "
-                          "worker were marked failed[/yellow]")
+            console.print(Text(f"{info['recovered']} trial(s) left running by a stopped worker "
+                               "were marked failed", style="yellow"))
 
     def report(o) -> None:
         console.print(_trial_line(o))
 
     try:
-        summary = run_study(recipe, b, name=name, storage=storage, workers=workers,
-                            progress=not quiet, report=report, on_start=on_start)
+        run = run_study(recipe, b, name=name, storage=storage, workers=workers,
+                        progress=not quiet, report=report, on_start=on_start)
     except StudyInterrupted as e:
         # Ctrl-C is not an error: say what is kept and how to go on, exit like a shell does
         click.echo(f"Stopped by Ctrl-C: {e}", err=True)
         raise click.Abort from None  # the CLI's entry point exits with status 130
-    rows = summary_rows(summary.storage, summary.name)
+    rows = summary_rows(run.storage, run.study.name)
     shown = [r for r in rows if r.state != store.INFEASIBLE][-20:]
-    console.print(_summary_table(shown, f"study {summary.name}: last {len(shown)} trials"))
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
+    console.print(_summary_table(shown, f"study {run.study.name}: last {len(shown)} trials"))
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(run.study.states.items()))
+    best = ", ".join(f"{k} {format_value(k, v)}" for k, v in run.study.best.items()
+                     if v is not None)
     console.print(
-        f"{len(summary.ran)} trials this run in {summary.seconds:.0f}s; the study has {counts}. "
-        f"Extend it: edgeexplore search {summary.recipe.label} --name {summary.name} "
-        f"--budget N"
+        f"{len(run.ran)} trials this run in {run.seconds:.0f}s; the study has {counts}"
+        f"{f' (best {best})' if best else ''}. "
+        f"Extend it: {resume_command(run)}",
+        soft_wrap=True,  # the command stays one line, to copy whole
     )
+
+
+SPACE_COLUMNS = [
+    Column("name"), Column("file"),
+    Column("combinations", show=lambda n: "∞" if n is None else f"{n:.2e}" if n else "-",
+           right=True),
+    Column("presets", "presets inside", lambda p: ", ".join(p) if p else "-"),
+    Column("description"), Column("problem"),
+]
+
+
+KIND_COLUMNS = [
+    Column("block"), Column("options", "options (default)"),
+    Column("samples_rate", "samples a rate", lambda v: "yes" if v else "-"), Column("what"),
+]
 
 
 @click.command("spaces")
 @click.argument("space", required=False)
-def spaces(space: str | None) -> None:
-    """List the shipped search spaces, or show the parameters of SPACE (a name or a file)."""
+@format_option()
+def spaces(space: str | None, fmt: str) -> None:
+    """List the shipped search spaces, or show the parameters of SPACE (a name or a file).
+
+    Combinations null (∞ in the table) means unbounded: a parameter takes a continuous range. A
+    space file that cannot be read is listed with its problem (and 0 combinations).
+    """
     from ..config import PRESETS
     from ..search.space import list_spaces, resolve_space
 
-    console = Console()
     if space is None:
-        table = Table(title="search spaces", title_justify="left")
-        for col in ("name", "file", "combinations", "presets inside", "description"):
-            table.add_column(col, overflow="fold")
+        rows = []
         for path in list_spaces():
+            row = {"name": path.stem, "file": _rel(path), "combinations": 0, "presets": [],
+                   "description": "", "problem": None}
             try:
                 sp = resolve_space(path)
             except EdgeExploreError as e:
-                table.add_row(path.stem, str(path), "-", "-", f"[red]{e}[/red]")
+                rows.append({**row, "problem": str(e)})
                 continue
             inside = [n for n, c in PRESETS.items() if sp.contains(c, check_resolution=False)]
-            size = sp.size()
-            table.add_row(sp.name, _rel(path), f"{size:.2e}" if size else "∞",
-                          ", ".join(inside) or "-", sp.description)
-        console.print(table)
+            rows.append({**row, "name": sp.name, "combinations": sp.size(),
+                         "presets": inside, "description": sp.description})
+        emit(rows, fmt, SPACE_COLUMNS, title="search spaces")
+        if fmt == "table":  # csv/json stay one listing; the kinds have `python -m edgeexplore.kinds`
+            from ..config import DEFAULT_BLOCK
+
+            emit(_block_kind_rows(), fmt, KIND_COLUMNS,
+                 title=f"block kinds (a stage that names none: {DEFAULT_BLOCK})")
         return
     sp = resolve_space(space)
-    table = Table(title=f"{sp.name}: {sp.description}", title_justify="left")
-    table.add_column("parameter")
-    table.add_column("values", overflow="fold")
-    for k, v in sp.rows():
-        table.add_row(k, v)
-    console.print(table)
+    emit([{"parameter": k, "values": v} for k, v in sp.rows()], fmt,
+         [Column("parameter"), Column("values")], title=f"{sp.name}: {sp.description}")
+
+
+def _block_kind_rows() -> list[dict]:
+    """The block kinds a space may name, as declared (README's table, for the terminal)."""
+    from ..kinds import BLOCKS
+
+    return [{"block": k.name,
+             "options": ", ".join(f"{n}={o.default}" for n, o in k.options.items()) or "-",
+             "samples_rate": k.samples_rate, "what": k.help} for k in BLOCKS.values()]
 
 
 def _rel(path: Path) -> str:

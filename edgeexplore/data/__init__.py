@@ -9,7 +9,8 @@ comma-separated list of ``key=value`` options, plus (for ``folder`` and ``cifar1
   ``test/``).
 
 Options every kind takes: ``subset`` (training images per class), ``val_subset`` (validation
-images per class), ``resolution`` (``64`` or ``64x48``); ``cifar10`` and ``folder`` also take
+images per class), ``resolution`` (``64`` or ``96x64``, by
+the one rule of :func:`edgeexplore.config.parse_resolution`); ``cifar10`` and ``folder`` also take
 ``mode`` (``auto`` | ``memory`` | ``stream``). Keyword arguments of :func:`load_data` win over
 the same options in the spec.
 """
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..config import parse_resolution
 from ..errors import ConfigError
 from . import synthetic
 from .bundle import DataBundle, Split, TensorSplit, augment_batch, channel_stats, normalise_batch
@@ -108,28 +110,6 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     if kind == "folder" and not path:
         raise ConfigError(f"data spec {spec!r}: give the folder, as 'folder:PATH'")
     return kind, path, options
-
-
-def parse_resolution(value: Any) -> tuple[int, int]:
-    """``64``, ``(64, 48)`` or ``"64x48"`` → (H, W). Any side of 8 pixels or more is accepted
-    here; the models check their own constraints (multiples of 32)."""
-    if isinstance(value, str):
-        try:
-            nums = [int(p) for p in value.lower().replace("×", "x").split("x")]
-        except ValueError:
-            raise ConfigError(f"resolution {value!r} is not N or HxW") from None
-        value = nums[0] if len(nums) == 1 else tuple(nums)
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in value)
-    ):
-        raise ConfigError(
-            f"resolution must be N or (H, W) with sides of at least 8 pixels, not {value!r}"
-        )
-    return (int(value[0]), int(value[1]))
 
 
 def _positive(name: str, value: int | None) -> int | None:

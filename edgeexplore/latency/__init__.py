@@ -24,6 +24,7 @@ from .base import (
     Measurement,
     SamplingPolicy,
     Stats,
+    StoreBackend,
     device_fingerprint,
     sample_loop,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Measurement",
     "SamplingPolicy",
     "Stats",
+    "StoreBackend",
     "backend_names",
     "device_fingerprint",
     "get_backend",

@@ -16,11 +16,14 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..errors import EdgeExploreError
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 class BackendUnavailable(EdgeExploreError):
@@ -170,6 +173,19 @@ class LatencyBackend(Protocol):
 
     def measure(self, model: Any, input_shape: tuple[int, ...]) -> Measurement:
         """Time ``model`` on inputs of ``input_shape`` (batch first)."""
+        ...
+
+
+@runtime_checkable
+class StoreBackend(LatencyBackend, Protocol):
+    """A backend that keeps tables of its own in the store (the lut backend's unit timings).
+
+    :func:`~edgeexplore.latency.measure_arch` hands it the store it caches measurements in,
+    before the first ``measure``, so both live in one file.
+    """
+
+    def use_store(self, store: Store) -> None:
+        """Keep this backend's tables in ``store`` from now on."""
         ...
 
 
@@ -351,6 +367,11 @@ def device_fingerprint(device: dict[str, Any]) -> str:
     """16 hex digits identifying a device description (CPU/GPU model, cores, library versions)."""
     stable = {k: v for k, v in device.items() if k not in _VOLATILE}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def shape_str(shape: tuple[int, ...]) -> str:
+    """An input shape as the store keys it: ``"1x3x224x224"``."""
+    return "x".join(str(int(d)) for d in shape)
 
 
 def settings_json(settings: dict[str, Any]) -> str:

@@ -20,8 +20,9 @@ Its error is reported with every prediction (leave-one-out over the calibration 
 is not flattered by the fit).
 
 Persistence: the units and the calibration live in the store's ``latency_lut_units`` and
-``latency_lut_calibration`` tables (:mod:`edgeexplore.latency.cache`), beside the measurement
-cache: one file, shared by every study and every process that uses the same store.
+``latency_lut_calibration`` tables (:mod:`edgeexplore.store.latency`), beside the measurement
+cache: one file, shared by every study and every process that uses the same store, which
+:func:`~edgeexplore.latency.measure_arch` hands over through :meth:`LUTBackend.use_store`.
 """
 
 from __future__ import annotations
@@ -33,13 +34,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
 from ..errors import EdgeExploreError
-from ..store import db
-from .base import Measurement, device_fingerprint, settings_json
-from .cache import LutCalibration, LutUnit, shape_str
+from ..store import Store, open_store
+from ..store import latency as tables
+from ..store.latency import LutCalibration
+from .base import Measurement, device_fingerprint, settings_json, shape_str
 from .registry import get_backend
 
 #: what each unit is timed with unless ``unit_budget_s`` says otherwise: units take 0.01-20 ms,
@@ -202,7 +201,6 @@ class LUTBackend:
         threads: int | None = None,
         calibrate: int = 3,
         unit_budget_s: float = UNIT_BUDGET_S,
-        storage: str | None = None,
         **base_settings: Any,
     ) -> None:
         if base == "lut":
@@ -211,7 +209,7 @@ class LUTBackend:
             raise EdgeExploreError(f"calibrate must be a non-negative integer, not {calibrate!r}")
         self.base_name = base
         self.calibrate_n = calibrate
-        self.storage = storage
+        self._store: Store | None = None
         # Whole models are timed with the base backend's own settings; units with a smaller
         # budget (their medians settle fast).
         self.base = get_backend(base, threads=threads, **base_settings)
@@ -221,6 +219,18 @@ class LUTBackend:
         self._memo: dict[tuple, float] = {}
         self._loaded = False
         self._key_cache: dict[str, str] | None = None
+
+    def use_store(self, store: Store) -> None:
+        if store is not self._store:
+            self._store, self._loaded = store, False
+            self._memo.clear()  # timings of another store's table are not this one's
+
+    @property
+    def store(self) -> Store:
+        """Where the table lives: the store handed over, else the default one."""
+        if self._store is None:
+            self._store = open_store()
+        return self._store
 
     # -- identity ----------------------------------------------------------------------------
     @property
@@ -257,34 +267,25 @@ class LUTBackend:
         if not self._loaded:
             # One query for the whole table of this base/device: a prediction is then free of
             # database round trips, which matters when it is made in every search trial.
-            with db.session_scope(self.storage) as s:
-                for row in s.scalars(select(LutUnit).filter_by(**key)):
-                    self._memo[(row.signature, row.input_shape, *key.values())] = row.median_ms
+            for (sig, unit_shape), ms in tables.lut_units(self.store, key).items():
+                self._memo[(sig, unit_shape, *key.values())] = ms
             self._loaded = True
             if memo_key in self._memo:
                 return self._memo[memo_key], False
-        with db.session_scope(self.storage) as s:
-            row = s.scalars(select(LutUnit).filter_by(signature=unit.signature, input_shape=shape,
-                                                      **key)).first()
-            if row is not None:
-                self._memo[memo_key] = row.median_ms
-                return row.median_ms, False
+        stored = tables.lut_unit(self.store, unit.signature, shape, key)
+        if stored is not None:
+            self._memo[memo_key] = stored
+            return stored, False
         mod = unit.module if not unit.extra_args else _Bound(unit.module, unit.extra_args)
         m = self.unit_base.measure(mod, unit.input_shape)
-        try:
-            with db.session_scope(self.storage) as s:
-                s.add(LutUnit(signature=unit.signature, kind=type(unit.module).__name__,
-                              input_shape=shape, median_ms=m.median_ms, p10_ms=m.p10_ms,
-                              p90_ms=m.p90_ms, cv=m.cv, count=m.count, **key))
-        except IntegrityError:
-            pass  # another process timed the same unit meanwhile; either value will do
+        tables.add_lut_unit(self.store, signature=unit.signature, kind=type(unit.module).__name__,
+                            input_shape=shape, median_ms=m.median_ms, p10_ms=m.p10_ms,
+                            p90_ms=m.p90_ms, cv=m.cv, count=m.count, **key)
         self._memo[memo_key] = m.median_ms
         return m.median_ms, True
 
     def calibration(self, input_shape: tuple[int, ...]) -> list[LutCalibration]:
-        with db.session_scope(self.storage) as s:
-            return list(s.scalars(select(LutCalibration).filter_by(
-                input_shape=shape_str(input_shape), **self._key()).order_by(LutCalibration.id)))
+        return tables.lut_calibration(self.store, shape_str(input_shape), self._key())
 
     def add_calibration(self, model: Any, input_shape: tuple[int, ...],
                         units: list[Unit] | None = None) -> LutCalibration:
@@ -294,11 +295,7 @@ class LUTBackend:
         measured = self.base.measure(model, input_shape).median_ms
         row = LutCalibration(model_key=_model_key(model, units), input_shape=shape_str(input_shape),
                              unit_sum_ms=unit_sum, measured_ms=measured, **self._key())
-        try:
-            with db.session_scope(self.storage) as s:
-                s.add(row)
-        except IntegrityError:
-            pass
+        tables.add_lut_calibration(self.store, row)
         return row
 
     # -- predicting --------------------------------------------------------------------------

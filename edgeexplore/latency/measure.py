@@ -6,8 +6,17 @@ from typing import Any
 
 from ..config import ArchConfig, resolve_arch
 from ..errors import EdgeExploreError
-from . import cache
-from .base import BackendUnavailable, LatencyBackend, Measurement
+from ..store import Store, open_store
+from ..store import latency as cache
+from .base import (
+    BackendUnavailable,
+    LatencyBackend,
+    Measurement,
+    StoreBackend,
+    device_fingerprint,
+    settings_json,
+    shape_str,
+)
 from .registry import get_backend
 
 
@@ -26,22 +35,38 @@ def resolve_backend(backend: str | LatencyBackend, threads: int | None = None,
     return backend
 
 
+def cache_key(arch_hash: str, shape: tuple[int, ...], backend: LatencyBackend) -> dict[str, Any]:
+    """The unique columns of ``latency_measurements`` for ``backend`` timing ``arch_hash``."""
+    return {
+        "arch_hash": arch_hash, "input_shape": shape_str(shape), "batch": int(shape[0]),
+        "backend": backend.name, "settings": settings_json(dict(getattr(backend, "settings", {}))),
+        "device_fingerprint": device_fingerprint(backend.describe_device()),
+    }
+
+
+def _short_device(device: dict[str, Any]) -> str:
+    for key in ("gpu", "device_name", "cpu"):
+        if device.get(key):
+            return str(device[key])
+    return "unknown"
+
+
 def measure_arch(
     cfg: ArchConfig | str,
     backend: str | LatencyBackend = "torch-cpu",
     batch: int = 1,
     threads: int | None = None,
     force: bool = False,
-    storage: str | None = None,
+    store: Store | None = None,
     *,
     cache_results: bool = True,
     **settings: Any,
 ) -> Measurement:
     """Time the network ``cfg`` (an ArchConfig, preset name or JSON path) at batch ``batch``.
 
-    The result is cached in the store (``storage``, default ``$EDGEEXPLORE_STORAGE`` or
-    ``edgeexplore.db``) under (architecture hash, input shape, batch, backend, settings, device
-    fingerprint); a second call returns the stored :class:`Measurement` (``cached=True``) without
+    The result is cached in ``store`` (default: :func:`~edgeexplore.store.open_store` of
+    ``$EDGEEXPLORE_STORAGE`` or ``edgeexplore.db``, opened only when needed) under (architecture
+    hash, input shape, batch, backend, settings, device fingerprint); a second call returns the stored :class:`Measurement` (``cached=True``) without
     building the model, unless ``force``. ``settings`` go to the backend (e.g. ``budget_s=0.5``
     for quicker, noisier torch-cpu timing inside a large search).
     """
@@ -52,18 +77,21 @@ def measure_arch(
     ok, why = b.available()
     if not ok:
         raise BackendUnavailable(f"backend {b.name!r} is not available here: {why}")
-    if hasattr(b, "storage") and b.storage is None:
-        b.storage = storage  # the lut backend keeps its table in the same store
-    shape = input_shape_for(cfg, batch)
     use_cache = cache_results and getattr(b, "cacheable", True)
+    if store is None and (use_cache or isinstance(b, StoreBackend)):
+        store = open_store()
+    if isinstance(b, StoreBackend):
+        b.use_store(store)  # the lut backend keeps its table beside the measurement cache
+    shape = input_shape_for(cfg, batch)
     key = None
     if use_cache:
-        key = cache.cache_key(cfg.hash, shape, b.name, dict(getattr(b, "settings", {})),
-                              b.describe_device())
+        key = cache_key(cfg.hash, shape, b)
         if not force:
-            hit = cache.lookup(storage, key)
+            hit = cache.cached_record(store, key)
             if hit is not None:
-                return hit
+                m = Measurement.from_dict(hit)
+                m.cached = True
+                return m
     import torch
 
     from ..models import build
@@ -74,5 +102,5 @@ def measure_arch(
     if not isinstance(m, Measurement):
         raise EdgeExploreError(f"backend {b.name!r} returned {type(m).__name__}, not a Measurement")
     if key is not None:
-        cache.store(storage, key, m)
+        cache.put_record(store, key, {**m.to_dict(), "cached": False}, _short_device(m.device))
     return m

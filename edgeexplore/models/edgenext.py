@@ -22,10 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ArchConfig
 from ..errors import ConfigError
-from .layers import ConvNorm, LayerNorm2d, TokenMlp, drop_path_or_identity
-from .registry import Macro, StageContext, register_block, register_macro
+from .layers import LayerNorm2d, TokenMlp, drop_path_or_identity
 
 #: The authors' LayerNorm epsilon in every EdgeNeXt norm.
 LN_EPS = 1e-6
@@ -37,8 +35,6 @@ __all__ = [
     "LayerNorm2d",
     "NormConv",
     "SDTABlock",
-    "build_edgenext_stage",
-    "edgenext_macro",
     "split_sizes",
 ]
 
@@ -256,49 +252,3 @@ class NormConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(self.norm(x))
-
-
-@register_block("edgenext")
-def build_edgenext_stage(ctx: StageContext) -> list[nn.Module]:
-    """``depth - global_blocks`` conv encoders, then ``global_blocks`` SDTA blocks."""
-    st = ctx.stage
-    opts = st.opts
-    n_conv = st.depth - opts["global_blocks"]
-    blocks: list[nn.Module] = []
-    for j, rate in enumerate(ctx.drop_path):
-        if j < n_conv:
-            block: nn.Module = ConvEncoder(
-                st.width, opts["kernel"], st.mlp_ratio, opts["layer_scale"], rate
-            )
-        else:
-            block = SDTABlock(
-                st.width,
-                scales=opts["scales"],
-                num_heads=st.heads,
-                mlp_ratio=st.mlp_ratio,
-                use_pos_emb=opts["pos_emb"],
-                layer_scale=opts["layer_scale"],
-                qkv_bias=ctx.arch.qkv_bias,
-                drop_path=rate,
-            )
-        block.apply(init_edgenext_weights)
-        blocks.append(block)
-    return blocks
-
-
-@register_macro("edgenext")
-def edgenext_macro(arch: ArchConfig) -> Macro:
-    """4×4/4 conv + LayerNorm stem; LayerNorm + 2×2/2 conv downsamplers; no norm on the last
-    map; LayerNorm on the pooled vector before the classifier (all norms eps 1e-6)."""
-    w = arch.widths
-    macro = Macro(
-        stem=ConvNorm(arch.in_chans, w[0], 4, eps=LN_EPS),
-        downsamplers=[NormConv(w[i - 1], w[i], 2) for i in range(1, 4)],
-        final_norm=nn.Identity(),
-        head_norm=nn.LayerNorm(w[3], eps=LN_EPS),
-        # timm pools with adaptive_avg_pool2d, which fvcore counts: same values, same FLOPs
-        pool="adaptive",
-    )
-    for part in (macro.stem, *macro.downsamplers, macro.head_norm):
-        part.apply(init_edgenext_weights)
-    return macro

@@ -1,4 +1,5 @@
-"""EdgeViT's blocks and the paper's ablation variants, registered as block kinds.
+"""EdgeViT's blocks and the paper's ablation variants (declared as kinds in
+:mod:`edgeexplore.kinds.edgevit`).
 
 Every block maps an NCHW map to one of the same shape.
 
@@ -18,8 +19,7 @@ import torch
 from torch import nn
 
 from .attention import SparseGlobalAttention, SpatialReductionAttention, WindowAttention
-from .layers import ConvMlp, TokenMlp, drop_path_or_identity, init_linear_and_norm
-from .registry import StageContext, register_block
+from .layers import ConvMlp, TokenMlp, drop_path_or_identity
 
 # The authors use LayerNorm(eps=1e-6) inside the token halves; the stem/downsample norms and the
 # norm after local propagation keep PyTorch's 1e-5.
@@ -137,45 +137,3 @@ class LGLBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.global_attn(self.local_agg(x))
-
-
-def _initialised(blocks: list[nn.Module]) -> list[nn.Module]:
-    for b in blocks:
-        b.apply(init_linear_and_norm)
-    return blocks
-
-
-@register_block("lgl")
-def build_lgl_stage(ctx: StageContext) -> list[nn.Module]:
-    st, o = ctx.stage, ctx.stage.opts
-    dim, qkv_bias = st.width, ctx.arch.qkv_bias
-    blocks: list[nn.Module] = []
-    for rate in ctx.drop_path:
-        local: nn.Module | None = None
-        if st.sample_rate > 1:
-            if o["local_agg"] == "lsa":
-                local = LsaBlock(dim, st.heads, st.hidden, o["window"], qkv_bias, rate)
-            else:
-                local = LocalAggBlock(dim, st.hidden, o["agg_kernel"], rate)
-        glob = SparseAttnBlock(
-            dim, st.heads, st.hidden, st.sample_rate, o["sampler"], o["local_prop"], qkv_bias, rate
-        )
-        blocks.append(LGLBlock(local, glob))
-    return _initialised(blocks)
-
-
-@register_block("sra")
-def build_sra_stage(ctx: StageContext) -> list[nn.Module]:
-    st = ctx.stage
-    return _initialised([
-        SraBlock(st.width, st.heads, st.hidden, st.sample_rate, ctx.arch.qkv_bias, rate)
-        for rate in ctx.drop_path
-    ])
-
-
-@register_block("conv")
-def build_conv_stage(ctx: StageContext) -> list[nn.Module]:
-    st = ctx.stage
-    return _initialised([
-        LocalAggBlock(st.width, st.hidden, st.opts["agg_kernel"], rate) for rate in ctx.drop_path
-    ])

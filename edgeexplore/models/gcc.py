@@ -21,7 +21,6 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .layers import drop_path_or_identity
-from .registry import StageContext, register_block
 
 
 def resize_along(t: Tensor, size: int, axis_h: bool) -> Tensor:
@@ -179,21 +178,3 @@ class GCCBlock(nn.Module):
         y2 = self.gcc2_h(self.gcc2_h.add_embedding(y2))
         x = torch.cat((x1 + self.drop_path(y1), x2 + self.drop_path(y2)), dim=1)
         return x + self.drop_path(self.se(self.ffn(x)))
-
-
-@register_block("gcc")
-def build_gcc_stage(ctx: StageContext) -> list[nn.Module]:
-    """``depth`` GCC blocks whose meta kernels span the stage's nominal map (H and W)."""
-    st = ctx.stage
-    opts = st.opts
-    return [
-        GCCBlock(
-            st.width,
-            meta_kernel=ctx.nominal_size,
-            ffn_dim=st.hidden,
-            use_pe=opts["use_pe"],
-            bias=opts["bias"],
-            drop_path=rate,
-        )
-        for rate in ctx.drop_path
-    ]

@@ -1,19 +1,19 @@
-"""Registries of block kinds and macro layouts: how new families plug into the backbone.
+"""What a block or macro builder receives and returns: how new families plug into the backbone.
 
 The backbone (:mod:`edgeexplore.models.backbone`) never names a block class. For each stage it
-looks up the builder registered for ``stage.block`` and asks it for the stage's blocks; for the
-whole network it looks up the builder registered for ``arch.macro`` and asks it for the stem,
-the three downsamplers and the norms around the head. A sibling family therefore adds a block
-kind or a macro layout by registering a function, without editing the backbone:
+asks the declaration of ``stage.block`` (:mod:`edgeexplore.kinds`) for the stage's blocks; for
+the whole network it asks the declaration of ``arch.macro`` for the stem, the three downsamplers
+and the norms around the head. A family therefore adds a block kind by declaring it on its
+builder, without editing the backbone:
 
 .. code-block:: python
 
-    from edgeexplore.models.registry import StageContext, register_block
+    from edgeexplore.kinds import Option, block_kind
 
-    @register_block("sdta")
-    def build_sdta_stage(ctx: StageContext) -> list[nn.Module]:
-        width = ctx.stage.width
-        return [MyBlock(width, drop_path=p) for p in ctx.drop_path]
+    @block_kind("dwres", help="depthwise residual conv", options={"kernel": Option(3, (3, 5))},
+                uses_heads=False)
+    def build_dwres_stage(ctx: StageContext) -> list[nn.Module]:
+        return [MyBlock(ctx.stage.width, ctx.stage.opts["kernel"]) for _ in ctx.drop_path]
 
 Contract of a **block builder** ``fn(ctx: StageContext) -> list[nn.Module]``:
 
@@ -28,11 +28,6 @@ Contract of a **block builder** ``fn(ctx: StageContext) -> list[nn.Module]``:
   to ``ctx.stage.width`` before the blocks run; blocks rarely need it).
 
 Contract of a **macro builder** ``fn(arch: ArchConfig) -> Macro``: see :class:`Macro`.
-
-Every kind in :data:`edgeexplore.config.BLOCKS` and every name in
-:data:`edgeexplore.config.MACROS` must have a builder; :func:`check_registries` says which lack one.
-Builders are registered when their module is imported; :mod:`edgeexplore.models` imports all
-built-in ones (add your module to its import list).
 """
 
 from __future__ import annotations
@@ -42,8 +37,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..config import BLOCKS, MACROS, ArchConfig, StageConfig
-from ..errors import ConfigError
+from ..config import ArchConfig, StageConfig
+from ..kinds import get_block_kind, get_macro
 
 
 @dataclass(frozen=True)
@@ -95,65 +90,11 @@ class Macro:
             raise ValueError(f"pool must be 'mean' or 'adaptive', not {self.pool!r}")
 
 
-BlockBuilder = Callable[[StageContext], list[nn.Module]]
-MacroBuilder = Callable[[ArchConfig], Macro]
-
-_BLOCK_BUILDERS: dict[str, BlockBuilder] = {}
-_MACRO_BUILDERS: dict[str, MacroBuilder] = {}
+def block_builder(kind: str) -> Callable[[StageContext], list[nn.Module]]:
+    """The builder declared for block kind ``kind`` (ConfigError if none)."""
+    return get_block_kind(kind).builder
 
 
-def register_block(kind: str) -> Callable[[BlockBuilder], BlockBuilder]:
-    """Decorator: register ``fn(ctx) -> list[nn.Module]`` as the builder of block kind ``kind``."""
-
-    def deco(fn: BlockBuilder) -> BlockBuilder:
-        if kind in _BLOCK_BUILDERS and _BLOCK_BUILDERS[kind] is not fn:
-            raise ValueError(f"block kind {kind!r} already has a builder")
-        _BLOCK_BUILDERS[kind] = fn
-        return fn
-
-    return deco
-
-
-def register_macro(name: str) -> Callable[[MacroBuilder], MacroBuilder]:
-    """Decorator: register ``fn(arch) -> Macro`` as the builder of macro layout ``name``."""
-
-    def deco(fn: MacroBuilder) -> MacroBuilder:
-        if name in _MACRO_BUILDERS and _MACRO_BUILDERS[name] is not fn:
-            raise ValueError(f"macro layout {name!r} already has a builder")
-        _MACRO_BUILDERS[name] = fn
-        return fn
-
-    return deco
-
-
-def block_builder(kind: str) -> BlockBuilder:
-    """The builder registered for block kind ``kind`` (ConfigError if none)."""
-    try:
-        return _BLOCK_BUILDERS[kind]
-    except KeyError:
-        known = ", ".join(sorted(_BLOCK_BUILDERS)) or "none"
-        raise ConfigError(f"block kind {kind!r} has no builder (built: {known})") from None
-
-
-def macro_builder(name: str) -> MacroBuilder:
-    """The builder registered for macro layout ``name`` (ConfigError if none)."""
-    try:
-        return _MACRO_BUILDERS[name]
-    except KeyError:
-        known = ", ".join(sorted(_MACRO_BUILDERS)) or "none"
-        raise ConfigError(f"macro layout {name!r} has no builder (built: {known})") from None
-
-
-def registered_blocks() -> list[str]:
-    return sorted(_BLOCK_BUILDERS)
-
-
-def registered_macros() -> list[str]:
-    return sorted(_MACRO_BUILDERS)
-
-
-def check_registries() -> list[str]:
-    """Names in config.BLOCKS / config.MACROS without a builder (empty when all is well)."""
-    missing = [f"block {k!r}" for k in BLOCKS if k not in _BLOCK_BUILDERS]
-    missing += [f"macro {m!r}" for m in MACROS if m not in _MACRO_BUILDERS]
-    return missing
+def macro_builder(name: str) -> Callable[[ArchConfig], Macro]:
+    """The builder declared for macro layout ``name`` (ConfigError if none)."""
+    return get_macro(name).builder

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import PRESETS, parse_resolution
 from ..errors import ConfigError, reject_unknown_keys
+from ..objectives import SEARCHABLE, Objective, add, make_objective
 from ..yamlfile import read_yaml
 from .space import SearchSpace, resolve_space
 
@@ -23,27 +24,7 @@ TOP_KEYS = (
 DATA_KEYS = ("spec", "subset", "val_subset")
 EARLY_KEYS = ("enabled", "min_epoch", "quantile", "min_trials")
 
-#: objective → (stored column, default direction)
-OBJECTIVES: dict[str, tuple[str, str]] = {
-    "accuracy": ("accuracy", "maximize"),
-    "latency_ms": ("latency_ms", "minimize"),
-    "latency": ("latency_ms", "minimize"),
-    "flops": ("flops", "minimize"),
-    "params": ("params", "minimize"),
-    "energy_mj": ("energy_mj", "minimize"),
-    "energy": ("energy_mj", "minimize"),
-}
-DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
 SAMPLERS = ("nsga2", "nsga3", "tpe", "random", "gp", "nni-evolution")
-
-
-@dataclass(frozen=True)
-class Objective:
-    name: str  # the stored column: accuracy, latency_ms, flops, params, energy_mj
-    direction: str  # "maximize" | "minimize"
-
-    def __str__(self) -> str:
-        return f"{self.name}:{'max' if self.direction == 'maximize' else 'min'}"
 
 
 @dataclass(frozen=True)
@@ -64,8 +45,8 @@ class StudyRecipe:
     subset: int | None = None
     val_subset: int | None = None
     proxy: dict[str, Any] = field(default_factory=dict)
-    objectives: tuple[Objective, ...] = (Objective("accuracy", "maximize"),
-                                         Objective("latency_ms", "minimize"))
+    objectives: tuple[Objective, ...] = (Objective("accuracy", "max"),
+                                         Objective("latency_ms", "min"))
     backend: str = "torch-cpu"
     backend_settings: dict[str, Any] = field(default_factory=dict)
     sampler: str = "nsga2"
@@ -242,18 +223,11 @@ def _objectives(raw: Any) -> tuple[Objective, ...]:
     if not items:
         raise ConfigError("objectives: the list is empty")
     out: list[Objective] = []
-    for name, direction in items:
-        if name not in OBJECTIVES:
-            valid = ", ".join(k for k in OBJECTIVES if k not in ("latency", "energy"))
-            raise ConfigError(f"objectives: unknown objective {name!r} (valid: {valid})")
-        column, default = OBJECTIVES[name]
-        if direction is None:
-            direction = default
-        if direction not in DIRECTIONS:
-            raise ConfigError(f"objectives: direction of {name} must be max or min, not {direction!r}")
-        if any(o.name == column for o in out):
-            raise ConfigError(f"objectives: {name} is listed twice")
-        out.append(Objective(column, DIRECTIONS[direction]))
+    try:
+        for name, direction in items:
+            add(out, make_objective(str(name), direction, SEARCHABLE))
+    except ConfigError as e:
+        raise ConfigError(f"objectives: {e}") from None
     return tuple(out)
 
 

@@ -6,8 +6,10 @@ resolution and hard constraints (maximum params, FLOPs, latency on a named backe
 documented in README.md ("Search spaces"). Every problem found while loading names the file, the key
 and what is wrong, so a typo never silently shrinks or widens a search.
 
-Sampling is define-by-run: a block's options are only suggested when that block is chosen, and a
-sample rate only for blocks that use one, so Optuna never sees parameters that change nothing.
+Sampling is define-by-run: a block's options are only suggested when that block is chosen, a
+sample rate only for blocks that sample one, and an option only where it changes the network;
+all three facts are read off the block kind's declaration (:mod:`edgeexplore.kinds`), so Optuna
+never sees parameters that change nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import BLOCKS, NUM_STAGES, ArchConfig, StageConfig, parse_resolution
+from ..config import (
+    DEFAULT_BLOCK,
+    NUM_STAGES,
+    STAGE_STRIDES,
+    ArchConfig,
+    StageConfig,
+    parse_resolution,
+)
 from ..errors import ConfigError, reject_unknown_keys
+from ..kinds import BLOCKS, get_block_kind
 from ..yamlfile import read_yaml
 
 #: stage keys a space may set, each a fixed value, a list of choices or a {low, high} range
@@ -30,8 +40,6 @@ TOP_KEYS = (
     "drop_path_rate", "qkv_bias", "macro",
 )
 CONSTRAINT_KEYS = ("max_params", "max_flops", "max_latency_ms", "latency_backend")
-#: block kinds whose attention subsamples keys/values, so a sample rate means something
-SAMPLED_BLOCKS = ("lgl", "sra")
 _SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
@@ -206,10 +214,10 @@ def _blocks(raw: Any, where: str) -> tuple[BlockChoice, ...]:
                           f"name → options, not {raw!r}")
     out = []
     for name, opts in raw.items():
-        spec = BLOCKS.get(name)
-        if spec is None:
-            raise ConfigError(f"{where}: unknown block {name!r} (valid blocks: "
-                              f"{', '.join(sorted(BLOCKS))})")
+        try:
+            spec = get_block_kind(name)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
         opts = opts or {}
         if not isinstance(opts, dict):
             raise ConfigError(f"{where}.{name}: expected a mapping of option → value or list, "
@@ -374,8 +382,10 @@ class SearchSpace:
         return space
 
     def _check_possible(self) -> None:
-        """Refuse a space in which no architecture can be valid (e.g. widths never divisible)."""
+        """Refuse a space in which no architecture can be valid (e.g. widths never divisible),
+        or that offers a sample rate the stage's feature map cannot be divided by."""
         for st in self.stages:
+            self._check_sample_rates(st)
             widths = st.width.values() if st.width is not None else None
             hds = st.head_dim.values() if st.head_dim is not None else None
             heads = st.heads.values() if st.heads is not None else None
@@ -389,6 +399,23 @@ class SearchSpace:
                     f"stages[{st.index}]: impossible: no width in {st.width.describe()} is "
                     f"divisible by any {what} in {(st.head_dim or st.heads).describe()}"
                 )
+
+    def _check_sample_rates(self, st: StageSpace) -> None:
+        # The blocks would pad such a map: a network the authors' code cannot build, at a cost
+        # nobody asked for. Refused here, where it can be fixed before anything is trained.
+        if not any(BLOCKS[b].samples_rate for b in st.block_names()):
+            return
+        stride = STAGE_STRIDES[st.index]
+        for rate in st.sample_rate.values() or []:
+            for h, w in self.resolution:
+                mh, mw = h // stride, w // stride
+                if mh % rate or mw % rate:
+                    fits = [r for r in range(1, math.gcd(mh, mw) + 1) if mh % r == 0 == mw % r]
+                    raise ConfigError(
+                        f"stages[{st.index}].sample_rate: {rate} does not divide the {mh}×{mw} "
+                        f"map of stage {st.index + 1} at {h}×{w} (rates that do: "
+                        f"{', '.join(map(str, fits))})"
+                    )
 
     # -- sampling ----------------------------------------------------------------------------
     def suggest(self, trial: TrialLike, num_classes: int = 1000,
@@ -408,18 +435,19 @@ class SearchSpace:
             names = st.block_names()
             block = names[0] if len(names) == 1 else trial.suggest_categorical(f"{p}.block", names)
             choice = next(b for b in st.blocks if b.name == block)
-            # the sample rate first: at rate 1 the sampler and propagation options change nothing
-            sr = st.sample_rate.suggest(trial, f"{p}.sample_rate") if block in SAMPLED_BLOCKS else 1
+            kind = BLOCKS[block]
+            # the sample rate first: options may matter only when the block subsamples
+            sr = st.sample_rate.suggest(trial, f"{p}.sample_rate") if kind.samples_rate else 1
             options: dict[str, Any] = {}
-            for key in BLOCKS[block].options:  # declared order: local_agg decides agg_kernel/window
+            for key in kind.options:  # declared order: an option's condition reads earlier ones
                 values = choice.options.get(key)
                 if values is None:
                     continue
                 if len(values) == 1:
                     options[key] = values[0]
-                elif _option_matters(block, options, key, values, sr):
+                elif kind.matters(key, options, sr):
                     options[key] = trial.suggest_categorical(f"{p}.{block}.{key}", list(values))
-            uses_heads = BLOCKS[block].uses_heads
+            uses_heads = kind.uses_heads
             width, heads = self._width_heads(trial, st, uses_heads)
             mlp = st.mlp_ratio.suggest(trial, f"{p}.mlp_ratio")
             try:
@@ -485,19 +513,19 @@ class SearchSpace:
             if len(st.blocks) > 1:
                 params[f"{p}.block"] = s.block
             choice = next(b for b in st.blocks if b.name == s.block)
-            defaults = {k: o.default for k, o in BLOCKS[s.block].options.items()}
+            kind = BLOCKS[s.block]
             for key, value in s.opts.items():
-                allowed = choice.options.get(key, (defaults[key],))
+                allowed = choice.options.get(key, (kind.options[key].default,))
                 # an option the block ignores here (reset to its default by normalisation) is
                 # not asked by suggest, so any space value stands for it
-                if not _option_matters(s.block, s.opts, key, allowed + (value,), s.sample_rate):
+                if not kind.matters(key, s.opts, s.sample_rate):
                     continue
                 if value not in allowed:
                     raise ConfigError(f"{where}: {s.block} option {key}={value!r} is not "
                                       f"among {list(allowed)}")
                 if len(allowed) > 1:
                     params[f"{p}.{s.block}.{key}"] = value
-            uses_heads = BLOCKS[s.block].uses_heads
+            uses_heads = kind.uses_heads
             if st.width is not None:
                 take(f"{p}.width", st.width, s.width)
                 if uses_heads and st.heads is not None:
@@ -522,7 +550,7 @@ class SearchSpace:
                     take(f"{p}.heads", st.heads, found[0][0])
                     take(_hd_name(st), st.head_dim, found[0][1])
             take(f"{p}.mlp_ratio", st.mlp_ratio, s.mlp_ratio)
-            if s.block in SAMPLED_BLOCKS:
+            if kind.samples_rate:
                 take(f"{p}.sample_rate", st.sample_rate, s.sample_rate)
             elif s.sample_rate != 1:
                 raise ConfigError(f"{where}: a {s.block} block uses no sample rate")
@@ -560,7 +588,7 @@ class SearchSpace:
                         if v is None:
                             return None
                         n *= len(v)
-                rates = st.sample_rate.values() if b.name in SAMPLED_BLOCKS else [1]
+                rates = st.sample_rate.values() if BLOCKS[b.name].samples_rate else [1]
                 if rates is None:
                     return None
                 n *= sum(_distinct_options(b, r) for r in rates)
@@ -591,24 +619,19 @@ class SearchSpace:
             if st.head_dim is not None and not st.shared_hd:
                 out.append((_hd_name(st), st.head_dim.describe()))
             out.append((f"{p}.mlp_ratio", st.mlp_ratio.describe()))
-            out.append((f"{p}.sample_rate", st.sample_rate.describe() + " (lgl, sra)"))
+            sampling = [b for b in st.block_names() if BLOCKS[b].samples_rate]
+            if sampling:  # no row where no block of the stage samples: the rate is always 1
+                out.append((f"{p}.sample_rate",
+                            f"{st.sample_rate.describe()} ({', '.join(sampling)})"))
             blocks = []
             for b in st.blocks:
-                opts = ", ".join(f"{k}={{{', '.join(map(str, v))}}}" for k, v in b.options.items())
-                blocks.append(b.name + (f" [{opts}]" if opts else ""))
+                opts = "; ".join(f"{k} {Domain(choices=v).describe()}" for k, v in b.options.items())
+                blocks.append(b.name + (f" ({opts})" if opts else ""))
             out.append((f"{p}.block", " | ".join(blocks)))
         for k, v in self.constraints.to_dict().items():
-            out.append((f"constraint {k}", str(v)))
+            shown = f"{v:.0f}" if isinstance(v, float) and v.is_integer() else str(v)
+            out.append((f"constraint {k}", shown))
         return out
-
-
-def _option_matters(block: str, chosen: dict[str, Any], key: str, values: Any,
-                    sample_rate: int) -> bool:
-    """Whether ``key`` changes the network given the other options and the sample rate (e.g. a
-    sampler at rate 1, or LocalAgg's kernel with LSA): a parameter that changes nothing is not
-    asked, so samplers never spend trials on architectures that are the same network."""
-    spec = BLOCKS[block]
-    return len({spec.normalise({**chosen, key: v}, sample_rate)[key] for v in values}) > 1
 
 
 def _distinct_options(choice: BlockChoice, sample_rate: int) -> int:
@@ -635,9 +658,8 @@ def _positive(raw: dict, key: str) -> float | None:
 
 
 def _stage(i: int, raw: dict, where: str, shared_hd: bool = False) -> StageSpace:
-    for key in ("depth", "block"):
-        if key not in raw:
-            raise ConfigError(f"{where}: missing {key!r}")
+    if "depth" not in raw:
+        raise ConfigError(f"{where}: missing 'depth'")
     has = [k for k in ("width", "heads", "head_dim") if k in raw]
     if "width" not in raw and not ("heads" in raw and "head_dim" in raw):
         raise ConfigError(f"{where}: give width (optionally with heads or head_dim), or heads "
@@ -649,7 +671,7 @@ def _stage(i: int, raw: dict, where: str, shared_hd: bool = False) -> StageSpace
         depth=_domain(raw["depth"], f"{where}.depth", int, minimum=1),
         mlp_ratio=_domain(raw.get("mlp_ratio", 4.0), f"{where}.mlp_ratio", float, minimum=1e-9),
         sample_rate=_domain(raw.get("sample_rate", 1), f"{where}.sample_rate", int, minimum=1),
-        blocks=_blocks(raw["block"], f"{where}.block"),
+        blocks=_blocks(raw.get("block", DEFAULT_BLOCK), f"{where}.block"),
         width=_domain(raw["width"], f"{where}.width", int, minimum=1) if "width" in raw else None,
         heads=_domain(raw["heads"], f"{where}.heads", int, minimum=1) if "heads" in raw else None,
         head_dim=(_domain(raw["head_dim"], f"{where}.head_dim", int, minimum=1)

@@ -1,6 +1,7 @@
 """The search loop: sample → validate → cost → constraints → latency → proxy training → store.
 
-One Optuna study per name, in the same SQLite file as our tables (README.md ("The store")). Each trial:
+One Optuna study per name, in the same SQLite file as our tables (README.md ("The store")). Each
+trial is one :func:`edgeexplore.evaluation.evaluate` (see :mod:`edgeexplore.search.trial`):
 
 1. the space suggests an :class:`ArchConfig` (invalid values → ``infeasible``, never trained);
 2. params/FLOPs are counted and the space's hard limits checked (``infeasible`` with the reason);
@@ -21,18 +22,18 @@ stopped) and marked failed in both stores, so nothing is left ``running``.
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing as mp
 import os
 import re
+import shlex
 import socket
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,8 +44,18 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from .. import interrupts, store
 from ..config import PRESETS, ArchConfig
 from ..errors import ConfigError, EdgeExploreError, reject_unknown_keys
+from ..evaluation import (
+    INTERRUPTED,
+    LatencySpec,
+    Outcome,
+    TrainingSpec,
+    failure_reason,
+    new_trial_row,
+)
+from ..objectives import Objective
 from ..store import TrialResult, db
-from .recipe import Objective, StudyRecipe
+from ..study_summary import StudySummary, check_study_name, summarise_studies
+from .recipe import StudyRecipe
 
 #: seconds between heartbeats of a running trial, and how long one may be silent before it is
 #: considered dead (only used across hosts; on one host a dead pid is recognised at once)
@@ -54,7 +65,6 @@ GRACE_S = 120
 MAX_CONSECUTIVE_FAILURES = 3
 #: infeasible samples allowed per requested trial before giving up on an over-constrained space
 MAX_INFEASIBLE_PER_TRIAL = 50
-INTERRUPTED = "interrupted"
 
 
 class StudyInterrupted(EdgeExploreError):
@@ -115,32 +125,16 @@ def _fmt_seconds(s: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
 
 
-# -- outcome of one trial ------------------------------------------------------------------------
+# -- summary of one run ------------------------------------------------------------------------
 
 @dataclass
-class TrialOutcome:
-    id: int
-    number: int | None
-    state: str
-    arch_hash: str | None = None
-    description: str = ""
-    accuracy: float | None = None
-    latency_ms: float | None = None
-    flops: int | None = None
-    params: int | None = None
-    energy_mj: float | None = None
-    reason: str | None = None
-    reused: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
+class SearchRun:
+    """What one ``run_study`` call did (``ran``, ``seconds``) and the study it left (``study``)."""
 
-
-@dataclass
-class StudySummary:
-    name: str
+    study: StudySummary
     storage: str
     recipe: StudyRecipe
-    ran: list[TrialOutcome]
-    counts: dict[str, int]
+    ran: list[Outcome]
     seconds: float
     interrupted: bool = False
 
@@ -227,14 +221,15 @@ def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorag
             TrialResult.study == study_name, TrialResult.state == store.RUNNING))}
     for t in ostorage.get_all_trials(study_id, deepcopy=False,
                                      states=(optuna.trial.TrialState.RUNNING,)):
-        if t._trial_id in live:
+        trial_id = ostorage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        if trial_id in live:
             continue
         started = t.datetime_start
         # Optuna stamps trials with naive local time, unlike our UTC columns
         if started is not None and (datetime.now() - started.replace(tzinfo=None)
                                     ).total_seconds() < GRACE_S:
             continue
-        _fail_optuna_trial(ostorage, t._trial_id)
+        _fail_optuna_trial(ostorage, trial_id)
     return recovered
 
 
@@ -330,14 +325,14 @@ class _Context:
     deadline: float | None
     progress: bool
     #: receives a line per finished trial (the CLI prints them)
-    report: Callable[[TrialOutcome], None] | None = None
+    report: Callable[[Outcome], None] | None = None
     device: str | None = None
     #: torch intra-op threads of a spawned worker (the cores shared among the workers)
     threads: int | None = None
 
 
 def _directions(objectives: tuple[Objective, ...]) -> list[str]:
-    return [o.direction for o in objectives]
+    return [o.optuna_direction for o in objectives]
 
 
 def open_study(recipe: StudyRecipe, name: str, url: str, sampler_seed: int,
@@ -403,22 +398,15 @@ class _Heartbeat:
         self.thread.join(timeout=5)
 
 
-def _reserve(url: str, name: str, target: int | None, env_id: int, recipe: StudyRecipe,
-             tkey: str) -> int | None:
+def _reserve(url: str, name: str, target: int | None, env_id: int, training: TrainingSpec,
+             latency: LatencySpec) -> int | None:
     """Insert this worker's ``running`` row; None when the trial budget is already used.
 
     Rows get increasing ids, so counting the budget-using rows *before* ours decides exactly
     which of several racing workers may go on: no overshoot, no "database is locked".
     """
     with db.session_scope(url) as s:
-        row = TrialResult(
-            study=name, state=store.RUNNING, seed=recipe.seed, backend=recipe.backend,
-            backend_settings=json.dumps(recipe.backend_settings, sort_keys=True),
-            data=recipe.data + (f" subset={recipe.subset}" if recipe.subset else ""),
-            recipe=json.dumps(recipe.proxy, sort_keys=True), train_key=tkey,
-            environment_id=env_id, hostname=socket.gethostname(), pid=os.getpid(),
-            heartbeat_at=db.utcnow(),
-        )
+        row = new_trial_row(name, training, latency, env_id)
         s.add(row)
         s.flush()
         row_id = row.id
@@ -433,7 +421,7 @@ def _reserve(url: str, name: str, target: int | None, env_id: int, recipe: Study
     return row_id
 
 
-def _worker(ctx: _Context) -> list[TrialOutcome]:
+def _worker(ctx: _Context) -> list[Outcome]:
     """One process's share of the search: ask, evaluate, tell, until the budget is spent."""
     from .trial import TrialRunner
 
@@ -447,8 +435,9 @@ def _worker(ctx: _Context) -> list[TrialOutcome]:
     # same sequence of architectures it proposed the first time.
     sampler_seed = (recipe.seed * 1_000_003 + already * 7919 + ctx.worker) % (2**31)
     study = open_study(recipe, ctx.name, ctx.url, sampler_seed, ostorage)
-    runner = TrialRunner(recipe, ctx.url, ctx.name, env_id, progress=ctx.progress)
-    outcomes: list[TrialOutcome] = []
+    study_id = ostorage.get_study_id_from_name(ctx.name)
+    runner = TrialRunner(recipe, ctx.url, ctx.name, progress=ctx.progress)
+    outcomes: list[Outcome] = []
     failures = 0
     infeasible_run = 0
     while True:
@@ -461,27 +450,27 @@ def _worker(ctx: _Context) -> list[TrialOutcome]:
                 f"{infeasible_run} samples in a row broke the space's constraints or were not "
                 "valid architectures; widen the space or relax its constraints"
             )
-        row_id = _reserve(ctx.url, ctx.name, ctx.target, env_id, recipe, runner.train_key)
+        row_id = _reserve(ctx.url, ctx.name, ctx.target, env_id, runner.training,
+                          runner.latency)
         if row_id is None:
             break
         with _quiet_optuna():
             trial = study.ask()
+        trial_id = ostorage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         with db.session_scope(ctx.url) as s:
             s.execute(update(TrialResult).where(TrialResult.id == row_id).values(
-                optuna_trial_id=trial._trial_id, optuna_study_id=study._study_id,
-                number=trial.number))
+                optuna_trial_id=trial_id, optuna_study_id=study_id, number=trial.number))
+        # the pipeline marks the row failed (Ctrl-C included) before the exception gets here
         try:
-            with _Heartbeat(ctx.url, row_id, ostorage, trial._trial_id):
+            with _Heartbeat(ctx.url, row_id, ostorage, trial_id):
                 outcome = runner.run(trial, row_id)
         except KeyboardInterrupt:
-            runner.mark(row_id, store.FAILED, f"{INTERRUPTED} by Ctrl-C")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         except Exception as e:  # recorded, then the search goes on or stops
-            reason = f"{type(e).__name__}: {e}" if not isinstance(e, EdgeExploreError) else str(e)
-            runner.mark(row_id, store.FAILED, reason)
+            reason = failure_reason(e)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            outcome = TrialOutcome(row_id, trial.number, store.FAILED, reason=reason)
+            outcome = Outcome(store.FAILED, reason=reason, id=row_id, number=trial.number)
             failures += 1
             if ctx.report:
                 ctx.report(outcome)
@@ -500,7 +489,7 @@ def _worker(ctx: _Context) -> list[TrialOutcome]:
     return outcomes
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, o: TrialOutcome,
+def _tell(study: optuna.Study, trial: optuna.Trial, o: Outcome,
           objectives: tuple[Objective, ...]) -> None:
     trial.set_user_attr("edgeexplore_id", o.id)
     trial.set_user_attr("edgeexplore_state", o.state)
@@ -531,7 +520,7 @@ def _spawn_worker(ctx: _Context, queue: Any) -> None:
     if ctx.threads:
         torch.set_num_threads(ctx.threads)
 
-    def report(o: TrialOutcome) -> None:
+    def report(o: Outcome) -> None:
         queue.put(("trial", o))
 
     ctx.report = report
@@ -554,12 +543,12 @@ def run_study(
     storage: str | None = None,
     workers: int = 1,
     progress: bool = True,
-    report: Callable[[TrialOutcome], None] | None = None,
+    report: Callable[[Outcome], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
-) -> StudySummary:
+) -> SearchRun:
     """Run (or resume and extend) the study ``name`` for ``budget`` more trials or time."""
     started = time.time()
-    name = name or recipe.name
+    name = check_study_name(recipe.name if name is None else name)
     url = db.normalise_url(storage)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
@@ -578,7 +567,7 @@ def run_study(
     if on_start:
         on_start({"name": name, "url": url, "before": before, "target": target,
                   "recovered": recovered, "deadline": deadline})
-    ran: list[TrialOutcome] = []
+    ran: list[Outcome] = []
     interrupted = False
     try:
         if workers == 1:
@@ -588,26 +577,31 @@ def run_study(
             ran, interrupted = _run_workers(recipe, name, url, workers, target, deadline, report)
     except KeyboardInterrupt:
         interrupted = True
-    with db.session_scope(url) as s:
-        counts = dict(s.execute(select(TrialResult.state, func.count()).where(
-            TrialResult.study == name).group_by(TrialResult.state)).all())
-    summary = StudySummary(name, url, recipe, ran, counts, time.time() - started, interrupted)
+    (study,) = summarise_studies(db.get_engine(url), [name])
+    run = SearchRun(study, url, recipe, ran, time.time() - started, interrupted)
     if interrupted:
-        raise StudyInterrupted(_resume_hint(summary))
-    return summary
+        raise StudyInterrupted(_resume_hint(run))
+    return run
 
 
-def _resume_hint(summary: StudySummary) -> str:
-    done = summary.counts.get(store.COMPLETE, 0)
-    path = summary.recipe.label
-    return (f"{done} complete trials of study {summary.name!r} are stored in "
-            f"{summary.storage} (the trial in progress is marked failed). Resume with: "
-            f"edgeexplore search {path} --name {summary.name} --budget N")
+def resume_command(run: SearchRun) -> str:
+    """The command that extends this study, runnable as printed (quoted, on the same store)."""
+    words = ["edgeexplore", "search", run.recipe.label, "--name", run.study.name]
+    if db.normalise_url(run.storage) != db.normalise_url(None):
+        words += ["--storage", db.shown(run.storage)]  # a password is never printed
+    return shlex.join(words) + " --budget N"
+
+
+def _resume_hint(run: SearchRun) -> str:
+    done = run.study.states.get(store.COMPLETE, 0)
+    return (f"{done} complete trials of study {run.study.name!r} are stored in "
+            f"{db.shown(run.storage)} (the trial in progress is marked failed). Resume with: "
+            f"{resume_command(run)}")
 
 
 def _run_workers(recipe: StudyRecipe, name: str, url: str, workers: int, target: int | None,
-                 deadline: float | None, report: Callable[[TrialOutcome], None] | None
-                 ) -> tuple[list[TrialOutcome], bool]:
+                 deadline: float | None, report: Callable[[Outcome], None] | None
+                 ) -> tuple[list[Outcome], bool]:
     mpctx = mp.get_context("spawn")
     queue = mpctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -617,7 +611,7 @@ def _run_workers(recipe: StudyRecipe, name: str, url: str, workers: int, target:
         p = mpctx.Process(target=_spawn_worker, args=(ctx, queue), daemon=False)
         p.start()
         procs.append(p)
-    ran: list[TrialOutcome] = []
+    ran: list[Outcome] = []
     errors: list[str] = []
     interrupted = False
     finished = 0
@@ -683,6 +677,6 @@ def summary_rows(url: str, name: str) -> list[TrialResult]:
 
 
 __all__ = [
-    "Budget", "StudyInterrupted", "StudySummary", "TrialOutcome", "budget_count", "make_sampler",
-    "open_study", "optuna_storage", "parse_budget", "recover_stale", "run_study", "summary_rows",
+    "Budget", "SearchRun", "StudyInterrupted", "budget_count", "make_sampler",
+    "open_study", "optuna_storage", "parse_budget", "recover_stale", "resume_command", "run_study", "summary_rows",
 ]

@@ -1,5 +1,13 @@
-"""The store: every table of ours beside Optuna's, in one database, and how to open it."""
+"""The store: every table of ours beside Optuna's, in one database, and how to open it.
 
+Importing this package declares every table: :mod:`.schema` (architectures, environments, trial
+results), :mod:`.latency` (measurements and the lut backend's tables), :mod:`.ablations` and
+:mod:`.preset_trainings`. :func:`open_store` returns a :class:`Store` whose schema is at this
+version's Alembic revision (:mod:`.migrate`).
+"""
+
+from . import ablations, latency, preset_trainings  # noqa: F401  (declare their tables)
+from .db import Store, open_store
 from .schema import (
     COMPLETE,
     DIVERGED,
@@ -13,23 +21,19 @@ from .schema import (
     Environment,
     TrialResult,
     completed_curves,
-    count_trials,
     describe_environment,
     find_reusable,
     get_architecture,
     get_or_create_environment,
-    get_trial,
     get_trials,
-    list_studies,
     train_key,
-    trials_dataframe,
     upsert_architecture,
 )
 
 __all__ = [
     "COMPLETE", "DIVERGED", "EVALUATED_STATES", "FAILED", "INFEASIBLE", "PRUNED", "RUNNING",
-    "STATES", "Architecture", "Environment", "TrialResult", "completed_curves", "count_trials",
-    "describe_environment", "find_reusable", "get_architecture", "get_or_create_environment",
-    "get_trial", "get_trials", "list_studies", "train_key", "trials_dataframe",
-    "upsert_architecture",
+    "STATES", "Architecture", "Environment", "Store", "TrialResult", "completed_curves",
+    "describe_environment", "find_reusable", "get_architecture",
+    "get_or_create_environment", "get_trials",
+    "open_store", "train_key", "upsert_architecture",
 ]

@@ -1,9 +1,10 @@
-"""The one SQLAlchemy base and engine factory every edgeexplore table uses.
+"""The one SQLAlchemy base every edgeexplore table uses, and :class:`Store`: an opened store.
 
 All our tables live in the same database as Optuna's (default ``sqlite:///edgeexplore.db``), so
 a study, its architectures, its latency measurements and its trials travel as one file.
 SQLite is opened in WAL mode with a generous busy timeout so that several worker processes and a
 reader (``trials list``, optuna-dashboard) can share the file without "database is locked".
+:func:`open_store` also brings the schema to this version's (:mod:`edgeexplore.store.migrate`).
 """
 
 from __future__ import annotations
@@ -83,36 +84,104 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-_engines: dict[str, Engine] = {}
+def _new_engine(url: str, pragmas: bool) -> Engine:
+    """An engine for ``url``; ``pragmas`` switches SQLite to WAL (a write) on every connection."""
+    kwargs = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
+    try:
+        engine = create_engine(url, **kwargs)
+    except NoSuchModuleError:
+        raise EdgeExploreError(f"{shown(url)!r} names no database SQLAlchemy knows "
+                               "(e.g. sqlite:///edgeexplore.db)") from None
+    except ImportError as e:
+        raise EdgeExploreError(f"cannot open the store {shown(url)}: its database driver "
+                               f"{e.name!r} is not installed") from None
+    if pragmas and url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Store:
+    """An opened store: its URL, its engine, and transactions on it.
+
+    Get one from :func:`open_store`, which has checked that the database holds our tables at the
+    schema version this code writes.
+    """
+
+    def __init__(self, url: str, engine: Engine) -> None:
+        self.url, self.engine = url, engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Store({shown(self.url)!r})"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on any error (nothing half-written)."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+
+_stores: dict[str, Store] = {}
+
+
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
+    """The store at ``url`` (default :func:`default_url`), its schema brought up to date.
+
+    ``create=True`` (commands that write) makes our tables in a new or empty database, or beside
+    Optuna's; ``create=False`` (commands that only read) refuses a missing file or a database
+    without our tables, leaving it untouched. Either way a database of another application is
+    refused, an older store of ours is upgraded, and a newer one is refused, each in one sentence.
+    One :class:`Store` per URL per process.
+    """
+    from . import migrate  # it uses this module's helpers
+
+    url = normalise_url(url)
+    found = _stores.get(url)
+    if found is not None:
+        return found
+    probe(url, create=create)
+    engine = _new_engine(url, pragmas=True)
+    try:
+        migrate.upgrade(engine, url)
+    except BaseException:
+        engine.dispose()
+        raise
+    store = _stores[url] = Store(url, engine)
+    return store
+
+
+def probe(url: str, *, create: bool) -> str | None:
+    """Check, without writing anything, that ``url`` is (``create``: or can become) our store;
+    returns the schema revision recorded in it (None: none yet)."""
+    from . import migrate
+
+    parsed = make_url(url)
+    if not create and parsed.get_backend_name() == "sqlite" and parsed.database not in (
+            None, "", ":memory:") and not Path(parsed.database).expanduser().is_file():
+        raise EdgeExploreError(f"no database at {Path(parsed.database).expanduser()} "
+                               "(run `edgeexplore search` first, or pass --storage)")
+    # No pragmas: a file that is not ours must stay byte-identical (not even a WAL switch).
+    engine = _new_engine(url, pragmas=False)
+    try:
+        return migrate.check(engine, url, create=create)
+    except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
+        raise EdgeExploreError(f"cannot open the store {shown(url)}: {error_reason(e)}") from None
+    finally:
+        engine.dispose()
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """One engine per URL per process; SQLite gets WAL and a busy timeout. Creates our tables."""
-    url = normalise_url(url)
-    engine = _engines.get(url)
-    if engine is None:
-        kwargs = {}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
-        try:
-            engine = create_engine(url, **kwargs)
-        except NoSuchModuleError:
-            raise EdgeExploreError(f"{shown(url)!r} names no database SQLAlchemy knows "
-                                   "(e.g. sqlite:///edgeexplore.db)") from None
-        except ImportError as e:
-            raise EdgeExploreError(f"cannot open the store {shown(url)}: its database driver "
-                                   f"{e.name!r} is not installed") from None
-        if url.startswith("sqlite"):
-            event.listen(engine, "connect", _sqlite_pragmas)
-        # Import every module that defines tables so create_all sees them all.
-        _import_table_modules()
-        try:
-            create_schema(lambda: Base.metadata.create_all(engine))
-        except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
-            engine.dispose()
-            raise EdgeExploreError(f"cannot open the store {shown(url)}: {error_reason(e)}") from None
-        _engines[url] = engine
-    return engine
+    """The engine of :func:`open_store` ``(url)`` (creating our tables if need be)."""
+    return open_store(url).engine
 
 
 def error_reason(e: Exception) -> str:
@@ -151,32 +220,8 @@ def add_once(session: Session, row: Base, **key: object) -> Base:
     return row
 
 
-def _import_table_modules() -> None:
-    import importlib
-
-    for name in TABLE_MODULES:
-        importlib.import_module(name)
-
-
-#: Modules that declare tables on :class:`Base`; each registers here so every entry point
-#: creates the full schema.
-TABLE_MODULES: list[str] = [
-    "edgeexplore.store.schema",
-    "edgeexplore.latency.cache",
-    "edgeexplore.ablation.tables",
-    "edgeexplore.store.preset_trainings",
-]
-
-
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A transaction: committed on success, rolled back on any error (nothing half-written)."""
-    session = sessionmaker(get_engine(url), expire_on_commit=False)()
-    try:
+    """A transaction on :func:`open_store` ``(url)``: committed on success, else rolled back."""
+    with open_store(url).session() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()

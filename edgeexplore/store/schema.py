@@ -204,21 +204,6 @@ class TrialResult(db.Base):
         Index("ix_trial_results_reuse", "arch_hash", "train_key", "state"),
     )
 
-    @property
-    def curve_list(self) -> list[dict[str, Any]]:
-        return json.loads(self.curve) if self.curve else []
-
-    @property
-    def metrics_dict(self) -> dict[str, Any]:
-        return json.loads(self.metrics) if self.metrics else {}
-
-    @property
-    def recipe_dict(self) -> dict[str, Any]:
-        return json.loads(self.recipe) if self.recipe else {}
-
-
-if __name__ not in db.TABLE_MODULES:
-    db.TABLE_MODULES.append(__name__)
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -342,7 +327,7 @@ def train_key(recipe: dict[str, Any], data: dict[str, Any] | str, seed: int) -> 
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# -- queries (the query/Pareto commands build on these) ----------------------------------------
+# -- reading -----------------------------------------------------------------------------------
 
 def get_trials(
     session: Session,
@@ -363,31 +348,8 @@ def get_trials(
     return list(session.scalars(q))
 
 
-def get_trial(session: Session, trial_id: int) -> TrialResult | None:
-    return session.get(TrialResult, trial_id)
-
-
 def get_architecture(session: Session, arch_hash: str) -> Architecture | None:
     return session.get(Architecture, arch_hash)
-
-
-def list_studies(session: Session) -> list[str]:
-    """Names of the studies that have trial results, in order of first appearance."""
-    rows = session.execute(
-        select(TrialResult.study).group_by(TrialResult.study).order_by(
-            TrialResult.study
-        )
-    )
-    return [r[0] for r in rows]
-
-
-def count_trials(session: Session, study: str, states: Sequence[str] | None = None) -> int:
-    from sqlalchemy import func
-
-    q = select(func.count()).select_from(TrialResult).where(TrialResult.study == study)
-    if states is not None:
-        q = q.where(TrialResult.state.in_(list(states)))
-    return int(session.scalar(q) or 0)
 
 
 def find_reusable(session: Session, arch_hash: str, key: str) -> TrialResult | None:
@@ -418,20 +380,3 @@ def completed_curves(session: Session, study: str, key: str | None = None
         q = q.where(TrialResult.train_key == key)
     rows = session.scalars(q)
     return [json.loads(c) for c in rows if c]
-
-
-def trials_dataframe(url: str | None = None, study: str | None = None):
-    """Trial results joined with their architecture as a pandas DataFrame (pandas required)."""
-    import pandas as pd
-
-    engine = db.get_engine(url)
-    q = select(TrialResult.__table__, *[
-        c.label(f"arch_{c.name}") if c.name in TrialResult.__table__.c else c
-        for c in Architecture.__table__.c if c.name not in ("hash", "config")
-    ], Architecture.config).outerjoin(
-        Architecture, TrialResult.arch_hash == Architecture.hash
-    )
-    if study is not None:
-        q = q.where(TrialResult.study == study)
-    with engine.connect() as conn:
-        return pd.read_sql(q, conn)

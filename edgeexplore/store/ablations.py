@@ -1,4 +1,4 @@
-"""Store tables of ablations: the ablation, its FLOPs-matched variants, and links to their runs.
+"""The tables of ablations: the ablation, its FLOPs-matched variants, and links to their runs.
 
 A run's numbers (accuracy, curve, latency, timings, seed, recipe) live in the shared
 ``trial_results`` table (study ``ablation:<name>``) and its network in ``architectures``, so
@@ -31,7 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..store import TrialResult, db
+from . import db
+from .schema import TrialResult
 
 #: trial_results.study of an ablation's runs
 STUDY_PREFIX = "ablation:"
@@ -127,6 +128,3 @@ class AblationRun(db.Base):
 def as_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
-
-if __name__ not in db.TABLE_MODULES:
-    db.TABLE_MODULES.append(__name__)

@@ -1,13 +1,16 @@
-"""The latency tables in the shared store: measurements (the cache) and the lut backend's tables.
+"""The latency tables: measurements (the cache) and the lut backend's unit and calibration tables.
 
-``latency_measurements`` caches one :class:`~edgeexplore.latency.base.Measurement` per
-(architecture hash, input shape, batch, backend, settings JSON, device fingerprint), so timing
-the same network twice on the same device with the same settings is free; ``force`` replaces the
-row. Statistics are flat columns (SQL-filterable); the samples and the full record are JSON.
+``latency_measurements`` caches one measurement per (architecture hash, input shape, batch,
+backend, settings JSON, device fingerprint), so timing the same network twice on the same device
+with the same settings is free; a forced re-measurement replaces the row. Statistics are flat
+columns (SQL-filterable); the samples and the full record are JSON.
 
 ``latency_lut_units`` and ``latency_lut_calibration`` hold the lut backend's per-unit timings and
 the whole-model measurements that calibrate its constant, keyed the same way (unit signature
 instead of architecture hash), so the table grows across studies and survives restarts.
+
+The functions here speak in keys and plain dicts: the latency package turns them into its
+``Measurement`` objects, so the store needs nothing from above it.
 """
 
 from __future__ import annotations
@@ -17,16 +20,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, delete, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..errors import EdgeExploreError
-from ..store import db
-from .base import Measurement, device_fingerprint, settings_json
-
-
-def shape_str(shape: tuple[int, ...]) -> str:
-    return "x".join(str(int(d)) for d in shape)
+from . import db
 
 
 class LatencyMeasurement(db.Base):
@@ -106,61 +104,79 @@ class LutCalibration(db.Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
 
 
-def _short_device(device: dict[str, Any]) -> str:
-    for key in ("gpu", "device_name", "cpu"):
-        if device.get(key):
-            return str(device[key])
-    return "unknown"
+# -- the measurement cache ------------------------------------------------------------------------
 
-
-def cache_key(arch_hash: str, m_or_shape: Any, backend: str, settings: dict[str, Any],
-              device: dict[str, Any]) -> dict[str, Any]:
-    shape = m_or_shape.input_shape if isinstance(m_or_shape, Measurement) else tuple(m_or_shape)
-    return {
-        "arch_hash": arch_hash, "input_shape": shape_str(shape), "batch": int(shape[0]),
-        "backend": backend, "settings": settings_json(settings),
-        "device_fingerprint": device_fingerprint(device),
-    }
-
-
-def lookup(storage: str | None, key: dict[str, Any]) -> Measurement | None:
-    """The cached measurement for ``key``, or None."""
+def cached_record(store: db.Store, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored ``Measurement.to_dict()`` under ``key`` (the unique columns), or None."""
     try:
-        with db.session_scope(storage) as s:
-            row = s.scalars(select(LatencyMeasurement).filter_by(**key)).first()
-            return None if row is None else _restore(row)
+        with store.session() as s:
+            record = s.scalar(select(LatencyMeasurement.record).filter_by(**key).limit(1))
     except SQLAlchemyError as e:
         raise EdgeExploreError(f"cannot read the latency cache: {db.error_reason(e)}") from None
+    return None if record is None else json.loads(record)
 
 
-def _restore(row: LatencyMeasurement) -> Measurement:
-    m = Measurement.from_dict(json.loads(row.record))
-    m.cached = True
-    return m
+def put_record(store: db.Store, key: dict[str, Any], record: dict[str, Any], device: str) -> None:
+    """Insert or replace the measurement under ``key`` (one transaction).
 
-
-def store(storage: str | None, key: dict[str, Any], m: Measurement) -> None:
-    """Insert or replace the measurement for ``key`` (one transaction)."""
-    record = m.to_dict()
-    record["cached"] = False
+    ``record`` is ``Measurement.to_dict()``; its statistics are copied into the flat columns and
+    ``device`` is the short device name shown in listings.
+    """
+    energy = record.get("energy_j") or {}
     try:
-        with db.session_scope(storage) as s:
+        with store.session() as s:
             s.execute(delete(LatencyMeasurement).filter_by(**key))
             s.add(LatencyMeasurement(
-                **key, device=_short_device(m.device),
-                device_json=json.dumps(m.device, default=str),
-                threads=m.threads, median_ms=m.median_ms, mean_ms=m.mean_ms, p10_ms=m.p10_ms,
-                p90_ms=m.p90_ms, iqr_ms=m.iqr_ms, cv=m.cv, count=m.count, warmup=m.warmup,
-                energy_median_j=(m.energy_j or {}).get("median_j"),
-                samples_ms=json.dumps(m.samples_ms), record=json.dumps(record, default=str),
+                **key, device=device, device_json=json.dumps(record.get("device"), default=str),
+                threads=record.get("threads"), median_ms=record["median_ms"],
+                mean_ms=record["mean_ms"], p10_ms=record["p10_ms"], p90_ms=record["p90_ms"],
+                iqr_ms=record["iqr_ms"], cv=record["cv"], count=record["count"],
+                warmup=record["warmup"], energy_median_j=energy.get("median_j"),
+                samples_ms=json.dumps(record["samples_ms"]), record=json.dumps(record, default=str),
             ))
     except SQLAlchemyError as e:
         raise EdgeExploreError(f"cannot write the latency cache: {db.error_reason(e)}") from None
 
 
-def measurements_for(storage: str | None, arch_hash: str) -> list[Measurement]:
-    """Every cached measurement of one architecture (all backends, devices and settings)."""
-    with db.session_scope(storage) as s:
-        rows = s.scalars(select(LatencyMeasurement).filter_by(arch_hash=arch_hash)
-                         .order_by(LatencyMeasurement.id)).all()
-        return [_restore(r) for r in rows]
+# -- the lut backend's tables ---------------------------------------------------------------------
+
+def lut_units(store: db.Store, key: dict[str, str]) -> dict[tuple[str, str], float]:
+    """(signature, input shape) → median ms of every unit timed on one base backend and device."""
+    with store.session() as s:
+        rows = s.execute(select(LutUnit.signature, LutUnit.input_shape, LutUnit.median_ms)
+                         .filter_by(**key))
+        return {(sig, shape): ms for sig, shape, ms in rows}
+
+
+def lut_unit(store: db.Store, signature: str, input_shape: str, key: dict[str, str]
+             ) -> float | None:
+    """The median ms of one unit, if another process has timed it since the table was read."""
+    with store.session() as s:
+        return s.scalar(select(LutUnit.median_ms).filter_by(
+            signature=signature, input_shape=input_shape, **key).limit(1))
+
+
+def add_lut_unit(store: db.Store, **row: Any) -> None:
+    """Record a unit's timing; a row another process stored first for the same unit wins."""
+    try:
+        with store.session() as s:
+            s.add(LutUnit(**row))
+    except IntegrityError:
+        pass  # another process timed the same unit meanwhile; either value will do
+
+
+def lut_calibration(store: db.Store, input_shape: str, key: dict[str, str]
+                    ) -> list[LutCalibration]:
+    """The calibration models of one input shape, base backend and device, oldest first."""
+    with store.session() as s:
+        return list(s.scalars(select(LutCalibration).filter_by(input_shape=input_shape, **key)
+                              .order_by(LutCalibration.id)))
+
+
+def add_lut_calibration(store: db.Store, row: LutCalibration) -> None:
+    """Record a calibration model; one another process stored first for the same model wins."""
+    try:
+        with store.session() as s:
+            s.add(row)
+    except IntegrityError:
+        pass

@@ -1,0 +1,200 @@
+"""The one evaluation pipeline: an architecture and its specs in, one stored :class:`Outcome` out.
+
+Stages, each skipped when not asked for and each timed into ``Outcome.timings``:
+
+1. **sample** (only when given a callable, as a search does): a :class:`ConfigError` makes the
+   evaluation ``infeasible``;
+2. **cost**: parameters, FLOPs and activations, from the ``architectures`` table when the
+   architecture is known (counting traces the model), else counted; an architecture the builder
+   refuses is ``infeasible``; ``limits.check_cost`` may reject it;
+3. **latency** (with a :class:`LatencySpec`): cached per architecture, input, backend, settings
+   and device; ``limits.check_latency`` may reject it;
+4. **train** (with a :class:`TrainingSpec`): reuse an earlier training of the same architecture
+   with the same spec key (the recorder's own kind first, then any ``trial_results`` row of any
+   study or ablation), else train: ``complete``, ``pruned`` (stopped early), or ``diverged``;
+5. **store**: the architecture and the caller's row in one transaction.
+
+Any exception (Ctrl-C included) is first reported to the recorder, so the row says ``failed``
+with the reason, then raised again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any, Protocol
+
+from .. import store
+from ..config import ArchConfig
+from ..errors import ConfigError
+from ..store import db
+from .outcome import Outcome, Prior, failure_reason
+from .recorders import Recorder, prior_from_row
+from .specs import EarlyStop, LatencySpec, TrainingSpec
+
+
+class Limits(Protocol):
+    """Hard constraints checked before anything is trained (a search space's)."""
+
+    def check_cost(self, params: int, flops: int) -> str | None: ...
+
+    def check_latency(self, cfg: ArchConfig, measurement: Any) -> str | None: ...
+
+
+def evaluate(
+    arch: ArchConfig | Callable[[], ArchConfig],
+    recorder: Recorder,
+    *,
+    training: TrainingSpec | None = None,
+    latency: LatencySpec | None = None,
+    storage: str | None = None,
+    limits: Limits | None = None,
+    early_stop: EarlyStop | None = None,
+    data: Any = None,
+    progress: bool = True,
+) -> Outcome:
+    """Evaluate ``arch`` and store it through ``recorder``; see the module docstring.
+
+    ``data`` is an already loaded bundle for ``training`` (an ablation loads it once for all
+    its runs); by default the spec's data is loaded at the architecture's resolution.
+    """
+    url = db.normalise_url(storage)
+    started = time.perf_counter()
+    out = Outcome(store.RUNNING)
+    try:
+        cfg, cost = _stages(arch, out, recorder, url, training, latency, limits, early_stop,
+                            data, progress)
+        _store(out, cfg, cost, url, recorder, started)
+    except BaseException as e:
+        recorder.failed(failure_reason(e))
+        raise
+    return out
+
+
+@contextmanager
+def _timed(out: Outcome, name: str) -> Iterator[None]:
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        out.timings[name] = time.perf_counter() - t
+
+
+def _stages(arch, out, recorder, url, training, latency, limits, early_stop, data, progress):
+    """Run the stages into ``out``; returns the architecture and its cost (None where unknown)."""
+    if callable(arch):
+        with _timed(out, "sample_seconds"):
+            try:
+                cfg = arch()
+            except ConfigError as e:
+                out.state, out.reason = store.INFEASIBLE, f"not a valid architecture: {e}"
+                return None, None
+    else:
+        cfg = arch
+    out.arch_hash, out.description = cfg.hash, cfg.describe()
+    out.resolution = f"{cfg.resolution[0]}x{cfg.resolution[1]}"
+
+    with _timed(out, "cost_seconds"):
+        try:
+            cost = _cost(cfg, url)
+        except ConfigError as e:
+            # valid as a config, but the builder refuses it (e.g. a window larger than the map)
+            out.state, out.reason = store.INFEASIBLE, f"cannot be built: {e}"
+            return cfg, None
+    out.flops, out.params = int(cost.flops), int(cost.params)
+    out.activations = int(cost.activations)
+    why = limits.check_cost(out.params, out.flops) if limits else None
+
+    if latency is not None and not why:
+        with _timed(out, "latency_seconds"):
+            m = latency.measure(cfg, url)
+            out.take_latency(m)
+            why = limits.check_latency(cfg, m) if limits else None
+    if why:
+        out.state, out.reason = store.INFEASIBLE, why
+        return cfg, cost
+
+    if training is None:
+        out.state = store.COMPLETE
+        return cfg, cost
+    prior = _find_prior(cfg, training, recorder, url)
+    if prior is not None:
+        out.take_prior(prior)
+        out.state = store.COMPLETE
+        out.timings["train_seconds"] = 0.0
+        return cfg, cost
+    recorder.start()
+    with _timed(out, "train_seconds"):
+        _train(cfg, training, out, url, data, early_stop, progress)
+    return cfg, cost
+
+
+def _cost(cfg: ArchConfig, url: str) -> Any:
+    """The stored cost of a known architecture, else a fresh count (traces the model)."""
+    with db.session_scope(url) as s:
+        row = store.get_architecture(s, cfg.hash)
+        if row is not None and row.flops is not None:
+            return SimpleNamespace(params=row.params, flops=row.flops,
+                                   activations=row.activations, per_stage=row.per_stage)
+    from ..cost import count_cost
+
+    return count_cost(cfg)
+
+
+def _find_prior(cfg: ArchConfig, training: TrainingSpec, recorder: Recorder, url: str
+                ) -> Prior | None:
+    with db.session_scope(url) as s:
+        prior = recorder.prior(s, cfg, training)
+        if prior is None:
+            row = store.find_reusable(s, cfg.hash, training.key)
+            prior = prior_from_row(row) if row is not None else None
+    return prior
+
+
+def _train(cfg: ArchConfig, training: TrainingSpec, out: Outcome, url: str, data: Any,
+           early_stop: EarlyStop | None, progress: bool) -> None:
+    from ..models import build
+    from ..training import proxy
+
+    recipe = proxy.ProxyRecipe.from_dict(training.recipe)
+    bundle = data if data is not None else training.load_data(cfg.resolution)
+    on_epoch = early_stop.callback(url, training.key) if early_stop else None
+    proxy.seed_everything(training.seed)  # identical initial weights for the same seed
+    model = build(recipe.arch_for(cfg))
+    try:
+        res = proxy.train_proxy(model, bundle, recipe, seed=training.seed, on_epoch=on_epoch,
+                                progress=progress)
+    except proxy.DivergedError as e:
+        # cost and latency are kept, and the curve up to the bad epoch
+        out.state, out.reason = store.DIVERGED, str(e)
+        partial = e.result
+        out.curve = json.dumps(partial.curve) if partial else None
+        out.epochs = partial.epochs if partial else e.epoch
+        out.images_per_second = partial.images_per_second if partial else None
+        return
+    out.accuracy = float(res.accuracy)
+    out.curve, out.epochs = json.dumps(res.curve), res.epochs
+    out.images_per_second = res.images_per_second
+    out.metrics.update(best_accuracy=res.best_accuracy, eval_seconds=res.eval_seconds,
+                       steps=res.steps, device=res.device, amp=res.amp,
+                       channels_last=res.channels_last)
+    if res.status == "stopped_early" and early_stop is not None:
+        out.state, out.reason = store.PRUNED, early_stop.reason(res.epochs, res.accuracy)
+    else:
+        out.state = store.COMPLETE
+
+
+def _store(out: Outcome, cfg: ArchConfig | None, cost: Any, url: str, recorder: Recorder,
+           started: float) -> None:
+    t = time.perf_counter()
+    with db.session_scope(url) as s:
+        if cfg is not None:
+            store.upsert_architecture(s, cfg, cost)
+            s.flush()  # the result row's foreign key needs the architecture row first
+        recorder.write(s, out)
+    out.timings["store_seconds"] = time.perf_counter() - t
+    out.timings["total_seconds"] = time.perf_counter() - started
+    recorder.times(url, out)
