@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "edgeexplore.commands.store",
     "edgeexplore.commands.train",
     "edgeexplore.commands.cluster",
+    "edgeexplore.commands.export",
 ]
 
 
