@@ -66,7 +66,7 @@ def test_recipe_round_trip_and_defaults():
     [
         (
             {"epochs": 2, "learning_rate": 1},
-            "unknown key\\(s\\) 'learning_rate'; valid keys: epochs, ",
+            "unknown key 'learning_rate' \\(valid keys: epochs, ",
         ),
         ({"epochs": 0}, "epochs must be a positive integer"),
         ({"batch_size": 2.5}, "batch_size must be a positive integer"),

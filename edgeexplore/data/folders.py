@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from ..errors import EdgeExploreError
+from ..files import atomic_torch_save
 from .bundle import Batch, TensorSplit, _order, channel_stats, num_batches
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff", ".gif")
@@ -182,19 +183,6 @@ def decode_all(
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-def _atomic_save(obj: object, path: Path) -> None:
-    """Write then rename, so concurrent workers never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 # ---------------------------------------------------------------- streaming
 
 
@@ -344,7 +332,7 @@ def load_folder(
         }
         info["decoded_images"] = len(train_list.files) + len(val_list.files)
         try:
-            _atomic_save(blob, cache_file)
+            atomic_torch_save(blob, cache_file)
         except OSError as exc:  # a read-only cache only costs time
             info["cache_error"] = str(exc)
     info["load_seconds"] = round(time.perf_counter() - started, 3)

@@ -16,6 +16,7 @@ from typing import Any
 from ..config import PRESETS, parse_resolution
 from ..errors import ConfigError, reject_unknown_keys
 from ..objectives import SEARCHABLE, Objective, add, make_objective
+from ..shipped import shipped_dir
 from ..yamlfile import read_yaml
 from .space import SearchSpace, resolve_space
 
@@ -270,11 +271,7 @@ def _check_proxy(proxy: dict[str, Any]) -> dict[str, Any]:
 
 def studies_dir() -> Path:
     """``studies/`` of the checkout, or the copy shipped inside the package."""
-    here = Path(__file__).resolve().parents[1]  # the edgeexplore package
-    for cand in (here.parent / "studies", here / "resources" / "studies"):
-        if cand.is_dir():
-            return cand
-    return here.parent / "studies"
+    return shipped_dir("studies")
 
 
 def resolve_recipe(spec: str | Path | None) -> Path:

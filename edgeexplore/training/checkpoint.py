@@ -7,10 +7,8 @@ grad scaler, epoch, update count, every rank's RNG states) plus what makes it se
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import EdgeExploreError
+from ..files import atomic_torch_save
 
 FORMAT = "edgeexplore-train/1"
 LAST = "last.pt"
@@ -51,17 +50,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save(obj: dict[str, Any], path: Path) -> None:
     """Write then rename: a run killed mid-write keeps the previous epoch's file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(obj, path)
     except OSError as exc:
         raise EdgeExploreError(f"cannot write checkpoint {path}: {exc.strerror}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load(path: Path) -> dict[str, Any]:

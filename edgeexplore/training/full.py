@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from ..errors import ConfigError, EdgeExploreError
 from . import checkpoint as ckpt
 from . import distributed, loaders
 from .evaluate import autocast_dtype, run_eval
-from .proxy import seed_everything
+from .proxy import progress_bar, seed_everything
 from .recipe import TrainRecipe
 
 Log = Callable[[str], None]
@@ -213,21 +212,6 @@ class Trainer:
 # ---------------------------------------------------------------- the run
 
 
-def _progress(enabled: bool) -> Any:
-    """A transient bar over an epoch's batches (rank 0 only); the epoch lines stay."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), transient=True,
-                    disable=not (enabled and sys.stdout.isatty()))  # logs and pipes get lines
-
-
 @dataclass
 class RunSetup:
     cfg: ArchConfig
@@ -347,7 +331,7 @@ def _run(arch: ArchConfig | None, data: str | None, output: Path, recipe: TrainR
             f", lr {trainer.lr:.3g}")
 
     epoch = first_epoch - 1
-    bar = _progress(enabled=d.is_main)
+    bar = progress_bar(enabled=d.is_main)
     task = bar.add_task("", total=updates_per_epoch * recipe.accum_steps)
     with bar:
         for epoch in range(first_epoch, recipe.epochs + 1):

@@ -34,7 +34,7 @@ from torch import nn
 from .. import interrupts
 from ..data import DataBundle, TensorSplit, augment_batch, normalise_batch
 from ..data.bundle import num_batches
-from ..errors import ConfigError, EdgeExploreError
+from ..errors import ConfigError, EdgeExploreError, dataclass_values
 
 #: In-memory datasets up to this size are copied to the GPU once per run.
 DEVICE_COPY_LIMIT = 2 * 2**30
@@ -125,23 +125,7 @@ class ProxyRecipe:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ProxyRecipe:
         """Build from a mapping (a study YAML's ``proxy:`` section); unknown keys are an error."""
-        values = dict(values or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise ConfigError(
-                f"proxy recipe: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)}"
-            )
-        for name in ("lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing"):
-            # YAML reads 1e-3 as a string; accept numeric strings for float fields
-            if isinstance(values.get(name), str):
-                try:
-                    values[name] = float(values[name])
-                except ValueError:
-                    raise ConfigError(
-                        f"proxy recipe: {name} must be a number, not {values[name]!r}"
-                    ) from None
-        return cls(**values)
+        return cls(**dataclass_values(cls, values, "proxy recipe"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -500,7 +484,7 @@ def train_proxy(
         )
 
     threads = _Threads(device)
-    with _progress(progress) as bar, threads:
+    with progress_bar(progress) as bar, threads:
         task = bar.add_task("proxy training", total=total_steps)
         for epoch in range(1, recipe.epochs + 1):
             model.train()
@@ -573,7 +557,11 @@ def train_proxy(
     return result(status)
 
 
-def _progress(enabled: bool) -> Any:
+def progress_bar(enabled: bool) -> Any:
+    """A transient bar over an epoch's batches, the same for proxy and full training: the epoch
+    lines stay, the bar goes; off where the output is not a terminal (logs and pipes get lines)."""
+    import sys
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -582,14 +570,9 @@ def _progress(enabled: bool) -> Any:
         TimeRemainingColumn,
     )
 
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        disable=not enabled,
-    )
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), transient=True,
+                    disable=not (enabled and sys.stdout.isatty()))
 
 
 # ---------------------------------------------------------------- hopeless-trial early stopping

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, dataclass_values
 from ..yamlfile import read_yaml
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
@@ -130,23 +130,7 @@ class TrainRecipe:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None, where: str = "recipe") -> TrainRecipe:
-        values = dict(values or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key {unknown[0]!r} (valid keys: {', '.join(valid)})"
-            )
-        for f in dataclasses.fields(cls):
-            # PyYAML reads 1e-3 (no dot) as a string; accept numeric strings for number fields
-            if "float" in str(f.type) and isinstance(values.get(f.name), str):
-                try:
-                    values[f.name] = float(values[f.name])
-                except ValueError:
-                    raise ConfigError(
-                        f"{where}: {f.name} must be a number, not {values[f.name]!r}"
-                    ) from None
-        return cls(**values)
+        return cls(**dataclass_values(cls, values, where))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
