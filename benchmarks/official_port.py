@@ -179,3 +179,98 @@ PRESETS = {
 
 def naive_edgevit(name: str, **kwargs) -> EdgeVit:
     return EdgeVit(**{**PRESETS[name], **kwargs})
+
+
+# -- timing: ours against the port, interleaved ---------------------------------------------
+USAGE = """Time our EdgeViT presets against this port, interleaved, as ratios ours / port:
+
+    uv run python benchmarks/official_port.py [--threads 1,2] [--rounds 5] [--reps 20] [--onnx]
+        [--clock wall|cpu]
+
+Each round times every (preset, model) pair once for ``--reps`` calls in alternation, so load
+from other processes hits both alike; the ratio of medians is reported per round and overall.
+Both models get the same weights (ours converted from the port's state dict), batch 1, 224².
+"""
+
+
+def _pairs(names: Sequence[str]) -> dict[str, tuple[nn.Module, nn.Module]]:
+    from edgeexplore.models import from_official
+
+    out = {}
+    for n in names:
+        torch.manual_seed(0)
+        port = naive_edgevit(n).eval()
+        ours = from_official(port.state_dict(), head_dim=PRESETS[n]["head_dim"]).eval()
+        out[n] = (ours, port)
+    return out
+
+
+def _onnx_runner(model: nn.Module, x: torch.Tensor, threads: int):
+    import onnxruntime as ort
+
+    from edgeexplore.models.export import export_onnx
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(export_onnx(model, x), opts,
+                                   providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def _ratio_rounds(ours, port, rounds: int, reps: int, clock) -> list[float]:
+    import statistics
+
+    for _ in range(3):
+        ours(), port()
+    ratios = []
+    for _ in range(rounds):
+        a, b = [], []
+        for _ in range(reps):
+            for fn, acc in ((ours, a), (port, b)):
+                t0 = clock()
+                fn()
+                acc.append(clock() - t0)
+        ratios.append(statistics.median(a) / statistics.median(b))
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import statistics
+
+    ap = argparse.ArgumentParser(description=USAGE, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--presets", default=",".join(PRESETS))
+    ap.add_argument("--onnx", action="store_true", help="also time both in ONNX Runtime")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: the calling thread's CPU time, steadier on a loaded machine "
+                         "(meaningful with one thread only; other threads are not counted)")
+    args = ap.parse_args(argv)
+    import time
+
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    pairs = _pairs(args.presets.split(","))
+    x = torch.randn(1, 3, 224, 224)
+    for threads in (int(t) for t in args.threads.split(",")):
+        torch.set_num_threads(threads)
+        for name, (ours, port) in pairs.items():
+            with torch.inference_mode():
+                torch.testing.assert_close(ours(x), port(x), atol=1e-4, rtol=1e-4)
+                eager = _ratio_rounds(lambda o=ours: o(x), lambda p=port: p(x),
+                                      args.rounds, args.reps, clock)
+            line = (f"{name:12s} {threads} thread(s)  eager ours/port: median "
+                    f"{statistics.median(eager):.3f} (rounds {', '.join(f'{r:.2f}' for r in eager)})")
+            if args.onnx:
+                onnx = _ratio_rounds(_onnx_runner(ours, x, threads), _onnx_runner(port, x, threads),
+                                     args.rounds, args.reps, clock)
+                line += (f"; onnxruntime: median {statistics.median(onnx):.3f} "
+                         f"(rounds {', '.join(f'{r:.2f}' for r in onnx)})")
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

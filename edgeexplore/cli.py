@@ -25,6 +25,9 @@ COMMAND_MODULES = [
     "edgeexplore.commands.ablate",
     "edgeexplore.commands.search",
     "edgeexplore.commands.store",
+    "edgeexplore.commands.train",
+    "edgeexplore.commands.cluster",
+    "edgeexplore.commands.export",
 ]
 
 
@@ -77,6 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130
+    except Exception as e:
+        # Optuna wraps a database failure (a read-only file, a full disk) in its own
+        # StorageInternalError, which is no DatabaseError: print the database's sentence.
+        if debug or type(e).__name__ != "StorageInternalError" or not isinstance(
+                e.__cause__, DatabaseError):
+            raise
+        click.echo(f"Error: the database refused an operation: {error_reason(e.__cause__)}",
+                   err=True)
+        return 1
     return 0
 
 

@@ -5,7 +5,10 @@ element, and skips additions, activations, pooling, softmax and means; these are
 EdgeViT paper reports. fvcore has no rule for ``aten::scaled_dot_product_attention`` and would
 count our fused attention as zero, so :func:`sdpa_flop_jit` adds one: q·kᵀ plus attn·v, i.e.
 ``B·heads·Nq·Nk·(d_qk + d_v)`` multiply-adds, exactly what the two matmuls of the unfused
-attention count.
+attention count. Likewise ``aten::addcmul``, which our local propagation uses in place of the
+authors' depthwise transposed conv (kernel = stride, so one multiply-add per output element):
+:func:`addcmul_jit` counts it as fvcore counts that conv, one flop and one activation per output
+element.
 
 ``per_stage`` groups the FLOPs by the model's top-level modules: ``stem``; ``stage1`` ..
 ``stage4`` (each including its downsampler, ``stages.{i}.downsample``, because the downsampler
@@ -76,6 +79,12 @@ def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return batch * nq * nk * (d + dv)
 
 
+def addcmul_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """fvcore handle for ``aten::addcmul`` (``input + t1 · t2``): one multiply-add per output
+    element, what fvcore counts for the depthwise transposed conv it replaces."""
+    return math.prod(_shape(outputs[0]))
+
+
 def _group_stage(name: str) -> str:
     if name.startswith("stem"):
         return "stem"
@@ -128,8 +137,8 @@ def _combined_handles() -> dict[str, Any]:
     from fvcore.nn.activation_count import _DEFAULT_SUPPORTED_OPS as act_ops
     from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as flop_ops
 
-    flop_ops = {**flop_ops, _SDPA: sdpa_flop_jit}
-    act_ops = {**act_ops, _SDPA: sdpa_activation_jit}
+    flop_ops = {**flop_ops, _SDPA: sdpa_flop_jit, _ADDCMUL: addcmul_jit}
+    act_ops = {**act_ops, _SDPA: sdpa_activation_jit, _ADDCMUL: addcmul_jit}
 
     def make(flop_h: Any, act_h: Any) -> Any:
         def handle(inputs: list[Any], outputs: list[Any]) -> Counter:
@@ -146,6 +155,7 @@ def _combined_handles() -> dict[str, Any]:
 
 
 _SDPA = "aten::scaled_dot_product_attention"
+_ADDCMUL = "aten::addcmul"
 
 
 def _count_model(model: nn.Module, resolution: tuple[int, int], in_chans: int) -> CostReport:

@@ -69,6 +69,9 @@ def make_objective(name: str, direction: object, valid: Collection[str]) -> Obje
         raise ConfigError(f"unknown objective {name!r} (valid: {', '.join(sorted(valid))})")
     given = "" if direction is None else str(direction).strip().lower()
     word = given or DEFAULT_DIRECTIONS.get(column)
+    if word not in _WORDS and not given.isalpha():  # e.g. "latency_ms:min;DROP TABLE trials"
+        raise ConfigError(f"{f'{name}:{direction}'!r} is not a valid objective: give NAME:max or "
+                          f"NAME:min (names: {', '.join(sorted(valid))})")
     if word not in _WORDS:
         raise ConfigError(f"direction of {column} must be max or min, not {direction!r}")
     return Objective(column, _WORDS[word])

@@ -72,7 +72,12 @@ def test_attention_flops_are_counted_in_the_model():
         tokens[i] ** 2 * s.width * 2 * s.depth for i, s in enumerate(model.arch.stages)
     )
     assert expected == 13_138_272
-    assert count_cost(model).flops - plain.total() == expected
+    # and the local propagation (an addcmul standing for the authors' depthwise transposed
+    # conv): one multiply-add per element of the full-resolution map in stages 1-3
+    maps = {0: 56 * 56, 1: 28 * 28, 2: 14 * 14}
+    prop = sum(maps[i] * s.width * s.depth for i, s in enumerate(model.arch.stages) if i < 3)
+    assert prop == 254_016
+    assert count_cost(model).flops - plain.total() == expected + prop
 
 
 def test_model_and_resolution_arguments():

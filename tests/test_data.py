@@ -282,3 +282,23 @@ def test_cifar10_subset_from_shared_archive(shared_dir, monkeypatch):
     again = load_data("cifar10", subset=20, val_subset=10, seed=0)
     assert again.from_cache is True and again.info["decoded_images"] == 0
     assert torch.equal(again.train.images, d.train.images)
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    """A 16-bit grey PNG decodes to the same pixels as its 8-bit original (it was all 255)."""
+    rng = np.random.default_rng(0)
+    for depth in (8, 16):
+        for split in ("train", "val"):
+            for ci, name in enumerate(("a", "b")):
+                folder = tmp_path / f"ds{depth}" / split / name
+                folder.mkdir(parents=True)
+                grey = rng.integers(0, 120, (12, 12), dtype=np.uint8) + 120 * ci
+                img = (Image.fromarray(grey) if depth == 8
+                       else Image.fromarray(grey.astype(np.uint16) * 257))
+                img.save(folder / "0.png")
+                assert Image.open(folder / "0.png").mode == ("L" if depth == 8 else "I;16")
+        rng = np.random.default_rng(0)  # the same pixels for both depths
+    eight, sixteen = (load_data(f"folder:{tmp_path / f'ds{d}'}") for d in (8, 16))
+    assert eight.train.images.float().mean() > 50
+    assert torch.equal(sixteen.train.images, eight.train.images)
+    assert torch.equal(sixteen.val.images, eight.val.images)

@@ -16,6 +16,7 @@ from edgeexplore.errors import ConfigError, EdgeExploreError
 from edgeexplore.training.proxy import (
     DivergedError,
     ProxyRecipe,
+    choose_threads,
     early_stopper,
     evaluate,
     seed_everything,
@@ -65,7 +66,7 @@ def test_recipe_round_trip_and_defaults():
     [
         (
             {"epochs": 2, "learning_rate": 1},
-            "unknown key\\(s\\) 'learning_rate'; valid keys: epochs, ",
+            "unknown key 'learning_rate' \\(valid keys: epochs, ",
         ),
         ({"epochs": 0}, "epochs must be a positive integer"),
         ({"batch_size": 2.5}, "batch_size must be a positive integer"),
@@ -255,3 +256,76 @@ def test_ctrl_c_swallowed_by_a_finaliser_still_stops_training(data):
         with pytest.raises(KeyboardInterrupt):
             train_proxy(tiny_cnn(), data, FAST, progress=False)
     interrupts.check()  # leaving the guard forgets the request
+
+
+# ---------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize(("limit", "usable", "busy", "threads"), [
+    (8, 4, 0.0, 4),   # an idle machine: every usable core
+    (8, 4, 1.0, 3),   # one core kept busy by someone else
+    (8, 4, 1.2, 3),   # a core 80% idle still counts
+    (8, 4, 1.3, 2),   # one 70% idle does not: its thread would stall the others
+    (2, 4, 0.0, 2),   # never more than torch's setting (OMP_NUM_THREADS, a worker's share)
+    (2, 2, 1.9, 1),   # the issue's case: 2 cores, one busy -> 1 thread, not 2
+    (8, 2, 7.5, 1),   # at least one
+])
+def test_choose_threads(limit, usable, busy, threads):
+    assert choose_threads(limit, usable, busy) == threads
+
+
+def test_busy_cores_reads_the_usable_cpus(monkeypatch):
+    from edgeexplore.training import proxy
+
+    samples = iter([(1000, 500), (1400, 700)])  # half of the jiffies idle over the interval
+    seen = []
+
+    def cpu_times(cpus):
+        seen.append(cpus)
+        return next(samples)
+
+    assert proxy._cpu_times(None)[0] > 0  # the real /proc/stat parses
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5, 7})
+    monkeypatch.setattr(proxy, "_cpu_times", cpu_times)
+    assert proxy.busy_cores(interval=0) == (4, 2.0)
+    assert seen == [{0, 2, 5, 7}] * 2
+
+
+class _StallsOnce(nn.Module):
+    """tiny_cnn whose 8th training forward pass waits as a descheduled OpenMP thread would:
+    far longer than any step before it, however loaded the machine running the test is."""
+
+    def __init__(self):
+        super().__init__()
+        self.net, self.calls = tiny_cnn(), []
+
+    def forward(self, x):
+        if self.training:
+            self.calls.append(time.perf_counter())
+            if len(self.calls) == 8:
+                gaps = [b - a for a, b in zip(self.calls, self.calls[1:])]
+                time.sleep(min(30.0, 30 * max(gaps)))
+        return self.net(x)
+
+
+def test_a_stalled_step_goes_on_with_one_thread(data, monkeypatch):
+    from edgeexplore.training import proxy
+
+    monkeypatch.setattr(proxy, "busy_cores", lambda: (4, 0.0))  # an idle 4-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        res = train_proxy(_StallsOnce(), data, {**FAST, "epochs": 1}, progress=False)
+        assert res.threads == 2 and res.threads_reduced_at is not None
+        assert res.threads_reduced_at <= 8  # at the stall (or earlier, on a loaded machine)
+        assert torch.get_num_threads() == 2  # the caller's setting is restored
+        calm = train_proxy(tiny_cnn(), data, {**FAST, "epochs": 1}, device="cpu", progress=False)
+        assert calm.threads == 2
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setattr(proxy, "busy_cores", lambda: (2, 1.9))  # the other core is taken
+    torch.set_num_threads(2)
+    try:
+        assert train_proxy(tiny_cnn(), data, {**FAST, "epochs": 1}, progress=False).threads == 1
+    finally:
+        torch.set_num_threads(before)

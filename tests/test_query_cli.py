@@ -346,6 +346,31 @@ def test_presets_from_the_store(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("where", ["précision > 0.5", "é < 3", "accuracy > 0 and größe == 2"])
+def test_an_unknown_non_ascii_field_is_named_with_the_valid_ones(filled, capsys, where):
+    from edgeexplore.cli import main
+
+    assert main(["trials", "list", "--storage", filled.url, "--where", where]) == 1
+    err = capsys.readouterr().err
+    name = where.split()[-3] if "and" in where else where.split()[0]
+    assert err.startswith(f"Error: unknown field {name!r}; valid fields: accuracy")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("objectives", ["latency_ms:min;DROP TABLE trials", "accuracy:max--"])
+def test_an_objective_with_junk_after_the_colon_is_not_a_valid_objective(filled, capsys,
+                                                                           objectives):
+    from edgeexplore.cli import main
+
+    before = Path(filled.path).read_bytes()
+    assert main(["pareto", "--storage", filled.url, "--objectives", objectives]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: {objectives!r} is not a valid objective: give NAME:max or "
+                          "NAME:min (names: accuracy, ")
+    assert "latency_ms" in err and err.count("\n") == 1
+    assert Path(filled.path).read_bytes() == before
+
+
 def test_trials_curves_table_json_and_plots(filled, tmp_path, capsys):
     from edgeexplore.cli import main
 

@@ -142,7 +142,8 @@ def test_processes_opening_a_store_together_all_succeed(tmp_path, start):
 
 @pytest.mark.parametrize(("url", "message"), [
     ("nosuch://foo", "names no database SQLAlchemy knows"),
-    ("postgresql://me:s3cret@127.0.0.1:1/db", "driver 'psycopg' is not installed"),
+    ("postgresql://me:s3cret@127.0.0.1:1/db",
+     r"needs the psycopg driver, install it with pip install 'edgeexplore\[postgres\]'"),
 ])
 def test_unusable_database_urls_are_clear_errors(url, message):
     if "psycopg" in message and importlib.util.find_spec("psycopg") is not None:

@@ -67,7 +67,9 @@ class Token:
 
 KEYWORDS = {"and", "or", "not", "in", "true", "false", "null", "none"}
 _OPERATORS = ("==", "!=", "<>", "<=", ">=", "<", ">", "=")
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+# Any Unicode word, so that a misspelt non-ASCII name ("précision") is named as an unknown
+# field with the valid ones listed, not reported as an unexpected character.
+_NAME_RE = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*")
 _NUMBER_RE = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
 

@@ -234,6 +234,13 @@ def ablate(
         raise ConfigError(
             f"--output {output}: give --format csv, json or markdown (or a .csv/.json/.md name)"
         )
+    if backend not in (None, "none", ""):  # refused now, not as "latency not measured" after training
+        from ..latency import check_backend
+
+        check_backend(backend)
+    from ..store import db
+
+    db.check_writable(db.normalise_url(storage))  # a read-only store: refused before matching
     show_progress = sys.stderr.isatty() if progress is None else progress
     report = run_ablation(
         settings, echo=lambda m: err.print(m, markup=False, soft_wrap=True), progress=show_progress

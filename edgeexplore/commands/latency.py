@@ -18,18 +18,24 @@ from .options import format_option, json_alias, storage_option
 from .output import Column, emit
 
 
-def parse_settings(items: tuple[str, ...]) -> dict[str, Any]:
+def parse_settings(items: tuple[str, ...], backend: str | None = None) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; a value is read as JSON when it parses (numbers, lists, true), else
-    kept as text (so ``--set command='ssh board bench {model}'`` is a string the backend splits)."""
+    kept as text (so ``--set command='ssh board bench {model}'`` is a string the backend splits).
+    A text setting of ``backend`` keeps a scalar as typed: ``--set command=false`` runs `false`."""
+    from ..latency.registry import text_settings
+
+    texts = text_settings(backend) if items and backend else set()
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise EdgeExploreError(f"--set expects KEY=VALUE, not {item!r}")
         try:
-            out[key.strip()] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip()] = value
+            parsed = value
+        out[key] = value if key in texts and not isinstance(parsed, (list, dict)) else parsed
     return out
 
 
@@ -137,7 +143,7 @@ def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, back
         from ..latency import measure_arch
         from ..store import open_store
 
-        extra = parse_settings(settings)
+        extra = parse_settings(settings, backend)
         status = None if fmt != "table" else _console(stderr=True).status(
             f"measuring on {backend} (batch {batch})...")
         if status is not None:
@@ -195,7 +201,7 @@ def backends_cmd(probe: str | None, settings: tuple[str, ...], fmt: str, as_json
     """
     from ..latency import list_backends
 
-    extra = parse_settings(settings)
+    extra = parse_settings(settings, probe)
     if extra and probe is None:
         raise EdgeExploreError("--set needs --backend NAME: settings differ between backends")
     infos = list_backends({probe: extra} if probe else None)

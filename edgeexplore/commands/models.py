@@ -6,6 +6,7 @@ Thin wrappers over :mod:`edgeexplore.config` (presets) and :mod:`edgeexplore.mod
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,15 @@ def _load_checkpoint(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a corrupt file
-        raise EdgeExploreError(f"cannot read {path} as a PyTorch checkpoint: {e}") from None
+        # torch's text for a pickle holding other objects is six lines that end by suggesting
+        # weights_only=False, i.e. running the file's code: name the object in one sentence.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
+            raise EdgeExploreError(
+                f"{path} holds a Python object ({found[1]}), not only weights; convert reads "
+                "plain checkpoints and never runs code from a file") from None
+        raise EdgeExploreError(
+            f"{path} is not a PyTorch checkpoint (torch.load cannot read it)") from None
 
 
 @click.command("convert")
@@ -148,13 +157,14 @@ def convert_cmd(
         "img_size": parse_resolution(img_size) if img_size is not None else None,
     }
     kwargs.update({k: v for k, v in given.items() if v is not None})
-    model = from_official(_load_checkpoint(checkpoint), **kwargs)
     out = output or checkpoint.with_name(checkpoint.stem + "_edgeexplore.pt")
     if out.resolve() == checkpoint.resolve():  # the authors' weights must survive a typo
         raise ConfigError(f"--output {out} is the checkpoint being converted; choose another name")
+    if not out.resolve().parent.is_dir():  # like every other --output: a typo creates nothing
+        raise ConfigError(f"--output {out}: folder {out.resolve().parent} does not exist")
+    model = from_official(_load_checkpoint(checkpoint), **kwargs)
     config_path = out.with_suffix(".json")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), out)
         config_path.write_text(model.arch.to_json(indent=1) + "\n")
     except OSError as e:

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from ..errors import EdgeExploreError
+from ..files import atomic_torch_save
 from .bundle import Batch, TensorSplit, _order, channel_stats, num_batches
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff", ".gif")
@@ -35,7 +36,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".
 #: holds CIFAR-10 at 128x128 or ~25 images per class of ImageNet at 224, and leaves room for
 #: several worker processes on a 16 GiB machine.
 DEFAULT_MAX_DECODED_GB = 4.0
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 16-bit grey images scaled to 8 bits (1 clipped them to 255)
 CIFAR10_ARCHIVE = "cifar10-jpg.tar.gz"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,6 +137,11 @@ def load_image(path: Path, resolution: tuple[int, int] | None) -> np.ndarray:
     """RGB uint8 [H, W, 3]; resized so it covers ``resolution``, then centre-cropped to it."""
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I"):
+                # 16-bit grey (PNG opens as "I;16" or "I"): convert() clips every value above 255
+                # to white instead of scaling, so scale 0..65535 to 0..255 here.
+                grey = np.rint(np.asarray(im, dtype=np.float64) / 257.0).clip(0, 255)
+                im = Image.fromarray(grey.astype(np.uint8), "L")
             im = im.convert("RGB")
             if resolution is not None and im.size != (resolution[1], resolution[0]):
                 h, w = resolution
@@ -175,19 +181,6 @@ def decode_all(
         for i in range(len(files)):
             work(i)
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-
-
-def _atomic_save(obj: object, path: Path) -> None:
-    """Write then rename, so concurrent workers never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ---------------------------------------------------------------- streaming
@@ -339,7 +332,7 @@ def load_folder(
         }
         info["decoded_images"] = len(train_list.files) + len(val_list.files)
         try:
-            _atomic_save(blob, cache_file)
+            atomic_torch_save(blob, cache_file)
         except OSError as exc:  # a read-only cache only costs time
             info["cache_error"] = str(exc)
     info["load_seconds"] = round(time.perf_counter() - started, 3)

@@ -28,7 +28,7 @@ from .base import (
     device_fingerprint,
     sample_loop,
 )
-from .measure import input_shape_for, measure_arch
+from .measure import check_backend, input_shape_for, measure_arch
 from .registry import GROUP, BackendInfo, backend_names, get_backend, list_backends
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Stats",
     "StoreBackend",
     "backend_names",
+    "check_backend",
     "device_fingerprint",
     "get_backend",
     "input_shape_for",

@@ -344,11 +344,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_description() -> dict[str, Any]:
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask), not all the machine has."""
     try:
-        usable = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        usable = os.cpu_count() or 1
+        return os.cpu_count() or 1
+
+
+def cpu_description() -> dict[str, Any]:
+    usable = usable_cores()
     return {
         "cpu": cpu_model(),
         "machine": platform.machine(),
@@ -377,6 +382,24 @@ def shape_str(shape: tuple[int, ...]) -> str:
 def settings_json(settings: dict[str, Any]) -> str:
     """Canonical JSON of backend settings (the cache key's settings part)."""
     return json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+
+
+#: More than a few threads per usable core only oversubscribes this CPU (--threads 99999 was an
+#: OpenMP out-of-memory abort); a command backend times another device whose cores we cannot
+#: count, so it gets a flat cap instead.
+THREADS_PER_CORE_CAP = 4
+REMOTE_THREADS_CAP = 1024
+
+
+def check_threads(value: Any, *, local: bool = True) -> int:
+    """A positive thread count within the cap (per usable core here, or flat for a remote device)."""
+    check_positive("threads", value)
+    cap = THREADS_PER_CORE_CAP * usable_cores() if local else REMOTE_THREADS_CAP
+    if value > cap:
+        why = (f"{THREADS_PER_CORE_CAP} per usable core of this machine" if local
+               else "the cap for a command backend")
+        raise EdgeExploreError(f"threads must be at most {cap} ({why}), not {value}")
+    return value
 
 
 def check_positive(name: str, value: Any, *, integer: bool = True, allow_none: bool = False) -> Any:

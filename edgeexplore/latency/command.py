@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeExploreError
-from .base import Measurement, check_positive, cpu_description
-from .onnxrt import EXPORTERS, export_onnx
+from .base import Measurement, check_positive, check_threads, cpu_description
 
 #: "latency: 12.5 ms", "avg=12.5ms", "12.5 ms" ... the first number followed by a time unit
 DEFAULT_PATTERN = r"(?P<value>[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|us|µs|s)\b"
@@ -69,6 +68,9 @@ class CommandBackend:
             raise EdgeExploreError(f"pattern {pattern!r} needs a group capturing the number")
         if unit not in _UNITS:
             raise EdgeExploreError(f"unit must be one of {', '.join(_UNITS)}, not {unit!r}")
+        # imported here: the models package loads torch and timm, which --help should not
+        from ..models.export import EXPORTERS
+
         if exporter not in EXPORTERS:
             raise EdgeExploreError(
                 f"exporter must be one of {', '.join(EXPORTERS)}, not {exporter!r}"
@@ -76,7 +78,7 @@ class CommandBackend:
         self.pattern, self.unit, self.exporter = pattern, unit, exporter
         self.timeout_s = check_positive("timeout_s", timeout_s, integer=False)
         self.runs = check_positive("runs", runs)
-        self.threads = check_positive("threads", threads if threads is not None else 1)
+        self.threads = check_threads(threads if threads is not None else 1, local=False)
         self.warmup, self.repeats = int(warmup), check_positive("repeats", repeats)
         self.device_name = device_name
 
@@ -155,7 +157,10 @@ class CommandBackend:
         shape = tuple(int(d) for d in input_shape)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="edgeexplore-cmd-") as tmp:
-            path = export_onnx(model, shape, Path(tmp) / "model.onnx", self.exporter)
+            from ..models.export import export_onnx
+
+            path = Path(tmp) / "model.onnx"
+            export_onnx(model, shape, path, exporter=self.exporter)
             values = {
                 "model": str(path), "input_shape": "x".join(map(str, shape)),
                 "input_shape_csv": ",".join(map(str, shape)), "batch": shape[0],

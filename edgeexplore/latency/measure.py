@@ -19,6 +19,10 @@ from .base import (
 )
 from .registry import get_backend
 
+#: The largest timed batch: edge latency is measured at small batches, and a typo such as
+#: --batch 100000000 asked for 60 TB of input (an allocator traceback).
+MAX_BATCH = 4096
+
 
 def input_shape_for(cfg: ArchConfig, batch: int = 1) -> tuple[int, int, int, int]:
     h, w = cfg.resolution
@@ -33,6 +37,24 @@ def resolve_backend(backend: str | LatencyBackend, threads: int | None = None,
     if threads is not None or settings:
         raise EdgeExploreError("pass settings to get_backend(), not beside a backend object")
     return backend
+
+
+def check_backend(backend: str | LatencyBackend, batch: int = 1, threads: int | None = None,
+                  **settings: Any) -> LatencyBackend:
+    """The backend, once its name, settings and batch are valid and it can run here.
+
+    Callers that train before they time (search, ablate) call this first, so a typo or a
+    backend this machine lacks is refused up front, not reported after hours of training.
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise EdgeExploreError(f"batch must be a positive integer, not {batch!r}")
+    if batch > MAX_BATCH:
+        raise EdgeExploreError(f"batch must be at most {MAX_BATCH}, not {batch}")
+    b = resolve_backend(backend, threads=threads, **settings)
+    ok, why = b.available()
+    if not ok:
+        raise BackendUnavailable(f"backend {b.name!r} is not available here: {why}")
+    return b
 
 
 def cache_key(arch_hash: str, shape: tuple[int, ...], backend: LatencyBackend) -> dict[str, Any]:
@@ -70,13 +92,8 @@ def measure_arch(
     building the model, unless ``force``. ``settings`` go to the backend (e.g. ``budget_s=0.5``
     for quicker, noisier torch-cpu timing inside a large search).
     """
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise EdgeExploreError(f"batch must be a positive integer, not {batch!r}")
+    b = check_backend(backend, batch=batch, threads=threads, **settings)
     cfg = resolve_arch(cfg)
-    b = resolve_backend(backend, threads=threads, **settings)
-    ok, why = b.available()
-    if not ok:
-        raise BackendUnavailable(f"backend {b.name!r} is not available here: {why}")
     use_cache = cache_results and getattr(b, "cacheable", True)
     if store is None and (use_cache or isinstance(b, StoreBackend)):
         store = open_store()

@@ -1,60 +1,20 @@
 """``onnxruntime``: export to ONNX and time ONNX Runtime's CPU execution provider.
 
 This is the deployed-graph view: the same file a phone or board would run, with ONNX Runtime's
-graph optimisations (constant folding, operator fusion) applied. :func:`export_onnx` is shared
-with the ``command`` backend.
+graph optimisations (constant folding, operator fusion) applied. The export itself is
+:func:`edgeexplore.models.export.export_onnx`, the project's only ONNX exporter. ``measure``
+also takes the path of an ONNX file instead of a model (``edgeexplore export`` times its output
+that way); a float16 graph gets a float16 input.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgeExploreError
 from .torch_cpu import TorchCPUBackend
-
-EXPORTERS = ("auto", "torchscript", "dynamo")
-
-
-def export_onnx(
-    model: Any, input_shape: tuple[int, ...], path: str | Path, exporter: str = "auto"
-) -> Path:
-    """Write ``model`` (eval mode, fixed ``input_shape``) to ``path`` as a self-contained ONNX file.
-
-    ``auto`` tries the TorchScript-based exporter first (about 0.5 s for an EdgeViT-XXS, against
-    ~6 s for the Dynamo exporter), then Dynamo if that fails.
-    """
-    import torch
-
-    if exporter not in EXPORTERS:
-        raise EdgeExploreError(f"exporter must be one of {', '.join(EXPORTERS)}, not {exporter!r}")
-    path = Path(path)
-    model.eval()
-    example = torch.randn(*input_shape)
-    order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
-    errors = []
-    for kind in order:
-        try:
-            # The exporters print progress and deprecation notes; a timing run should stay quiet.
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                    torch.no_grad():
-                warnings.simplefilter("ignore")
-                if kind == "torchscript":
-                    torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=17,
-                                      input_names=["input"], output_names=["output"])
-                else:
-                    torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=18,
-                                      input_names=["input"], output_names=["output"],
-                                      external_data=False)
-            return path
-        except Exception as e:  # noqa: BLE001  (each exporter fails differently; all reported)
-            errors.append(f"{kind}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-    raise EdgeExploreError(f"ONNX export failed ({'; '.join(errors)})")
 
 
 class OnnxRuntimeBackend(TorchCPUBackend):
@@ -85,9 +45,15 @@ class OnnxRuntimeBackend(TorchCPUBackend):
     def prepare(self, model: Any, example: Any) -> Callable[[], Any]:
         import onnxruntime as ort
 
+        from ..models.export import export_onnx
+
         with tempfile.TemporaryDirectory(prefix="edgeexplore-onnx-") as tmp:
-            path = export_onnx(model, tuple(example.shape), Path(tmp) / "model.onnx",
-                               self.options.get("exporter", "auto"))
+            if isinstance(model, (str, Path)):
+                path = Path(model)
+            else:
+                path = Path(tmp) / "model.onnx"
+                export_onnx(model, example, path,
+                            exporter=self.options.get("exporter", "auto"))
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
@@ -95,8 +61,9 @@ class OnnxRuntimeBackend(TorchCPUBackend):
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             opts.log_severity_level = 3
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        feed = {name: example.numpy()}
+        inp = session.get_inputs()[0]
+        x = example.numpy()
+        feed = {inp.name: x.astype("float16") if inp.type == "tensor(float16)" else x}
 
         def run() -> Any:
             return session.run(None, feed)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -65,24 +66,41 @@ def backend_names() -> list[str]:
     return list(BUILTIN) + sorted(_entry_points())
 
 
+def _factory(name: str) -> Any:
+    if name in BUILTIN:
+        return _load(BUILTIN[name])
+    ep = _entry_points().get(name)
+    if ep is None:
+        raise EdgeExploreError(
+            f"unknown latency backend {name!r} (known: {', '.join(backend_names())})"
+        )
+    try:
+        return ep.load()
+    except Exception as e:  # noqa: BLE001  (a broken plug-in must not look like our bug)
+        raise EdgeExploreError(f"backend {name!r} ({ep.value}) failed to load: {e}") from None
+
+
+def text_settings(name: str) -> set[str]:
+    """The settings of backend ``name`` that take text: a str default or a str annotation.
+
+    The CLI reads ``--set`` values as JSON, so without this ``--set command=false`` became the
+    boolean False (and ``device_name=123`` a number) instead of the text the user typed.
+    """
+    try:
+        params = inspect.signature(_factory(name)).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    return {p.name for p in params
+            if isinstance(p.default, str) or re.search(r"\bstr\b", str(p.annotation))}
+
+
 def get_backend(name: str, **settings: Any) -> LatencyBackend:
     """Construct the backend ``name`` with ``settings`` (its keyword arguments).
 
     ``None`` settings are dropped so callers can pass ``threads=None`` for "the default".
     """
     settings = {k: v for k, v in settings.items() if v is not None}
-    if name in BUILTIN:
-        factory = _load(BUILTIN[name])
-    else:
-        ep = _entry_points().get(name)
-        if ep is None:
-            raise EdgeExploreError(
-                f"unknown latency backend {name!r} (known: {', '.join(backend_names())})"
-            )
-        try:
-            factory = ep.load()
-        except Exception as e:  # noqa: BLE001  (a broken plug-in must not look like our bug)
-            raise EdgeExploreError(f"backend {name!r} ({ep.value}) failed to load: {e}") from None
+    factory = _factory(name)
     _check_setting_names(name, factory, settings)
     try:
         backend = factory(**settings)

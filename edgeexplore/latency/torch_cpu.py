@@ -16,6 +16,7 @@ from .base import (
     Measurement,
     SamplingPolicy,
     check_positive,
+    check_threads,
     cpu_description,
     energy_dict,
     resolve_clock,
@@ -57,9 +58,7 @@ class TorchCPUBackend:
                 f"backend {self.name!r} has no setting {unknown[0]!r} "
                 f"(valid: threads, energy, {', '.join(sorted(valid))})"
             )
-        self.threads = check_positive(
-            "threads", threads if threads is not None else DEFAULT_THREADS
-        )
+        self.threads = check_threads(threads if threads is not None else DEFAULT_THREADS)
         if energy not in ("auto", "on", "off"):
             raise EdgeExploreError(f"energy must be 'auto', 'on' or 'off', not {energy!r}")
         self.energy = energy

@@ -3,7 +3,8 @@
 The backbone knows no block class: the stem, downsamplers and norms come from the macro builder
 registered for ``arch.macro``, each stage's blocks from the block builder registered for
 ``stage.block`` (see :mod:`edgeexplore.models.registry`). The classifier is always global
-average pooling → ``head_norm`` → Linear, so ``reset_classifier`` works for every layout.
+pooling (average by default) → ``head_norm`` → Linear, so ``reset_classifier`` works for every
+layout.
 
 Module layout (what state-dict keys look like)::
 
@@ -13,6 +14,14 @@ Module layout (what state-dict keys look like)::
     norm                      macro final norm on the last NCHW map (EdgeViT: BatchNorm2d)
     head_norm                 macro norm on the pooled vector (EdgeViT: Identity)
     head                      Linear (Identity when num_classes is 0)
+
+timm's model contract holds for every block kind: ``reset_classifier(n, global_pool)`` with
+``''`` / ``'avg'`` / ``'max'`` / ``'avgmax'``, ``forward_head(pre_logits=True)``,
+``set_grad_checkpointing``, ``group_matcher``, ``forward_intermediates``; the model scripts with
+TorchScript and traces with ``torch.fx.symbolic_trace``. Shape-dependent Python (the input check
+here, padding and resizing in the blocks) lives in module-level functions registered with
+``torch.fx.wrap``, so FX records them as calls that still run on every forward, instead of
+tracing through branches on symbolic sizes.
 """
 
 from __future__ import annotations
@@ -20,9 +29,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import trunc_normal_
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import STAGE_STRIDES, STRIDE, ArchConfig
 from ..errors import ConfigError, EdgeExploreError
@@ -36,9 +48,65 @@ class EdgeStage(nn.Module):
         super().__init__()
         self.downsample = downsample
         self.blocks = nn.Sequential(*blocks)
+        self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        x = self.downsample(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            # each block's activations are dropped after the forward and recomputed in the
+            # backward: memory for one block instead of the whole stage
+            for block in self.blocks:
+                x = checkpoint(block, x, use_reentrant=False)
+            return x
+        return self.blocks(x)
+
+
+#: timm's pooling names that keep the feature width ('catavgmax' doubles it: not offered)
+POOL_TYPES = ("", "avg", "max", "avgmax")
+
+
+def check_input(x: torch.Tensor, in_chans: int, stride: int = STRIDE) -> None:
+    """A clear error for inputs the backbone cannot take (instead of a shape error deep inside).
+
+    Registered with ``torch.fx.wrap``: a traced graph calls it on real tensors at run time."""
+    if x.dim() != 4:
+        raise EdgeExploreError(f"expected an NCHW image batch, got a {x.dim()}-d tensor")
+    if x.shape[1] != in_chans:
+        raise EdgeExploreError(f"expected {in_chans} input channels, got {x.shape[1]}")
+    h, w = x.shape[2], x.shape[3]
+    if h % stride != 0 or w % stride != 0 or h < stride or w < stride:
+        raise EdgeExploreError(f"input {h}×{w}: both sides must be positive multiples of {stride}")
+
+
+torch.fx.wrap("check_input")
+
+
+def pool_map(x: torch.Tensor, pool_type: str, adaptive: bool) -> torch.Tensor:
+    """(B, C, H, W) → (B, C) as timm's pooling names define it ('' returns the map unchanged).
+
+    ``adaptive`` picks ``adaptive_avg_pool2d`` over ``mean`` for the average: equal values,
+    but fvcore counts only the former (see :class:`~edgeexplore.models.registry.Macro`)."""
+    if pool_type == "":
+        return x
+    avg = F.adaptive_avg_pool2d(x, 1).flatten(1) if adaptive else x.mean((2, 3))
+    if pool_type == "avg":
+        return avg
+    peak = x.amax((2, 3))
+    if pool_type == "max":
+        return peak
+    return 0.5 * (avg + peak)
+
+
+def pretrained_cfg_for(arch: ArchConfig) -> dict[str, Any]:
+    """timm's ``pretrained_cfg`` fields, true for this architecture (no weights are published)."""
+    h, w = arch.resolution
+    return {
+        "url": "", "num_classes": arch.num_classes, "input_size": (arch.in_chans, h, w),
+        "pool_size": (h // STRIDE, w // STRIDE), "crop_pct": 0.9, "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD, "first_conv": "stem.conv",
+        "classifier": "head", "fixed_input_size": False,
+        "license": "none: architecture only, no pretrained weights",
+    }
 
 
 class EdgeBackbone(nn.Module):
@@ -72,7 +140,9 @@ class EdgeBackbone(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.norm = macro.final_norm
         self.head_norm = macro.head_norm
-        self.pool = macro.pool
+        self.adaptive_pool = macro.pool == "adaptive"
+        self.global_pool = "avg"
+        self.in_chans = arch.in_chans
         self.num_classes = arch.num_classes
         self.num_features = self.head_hidden_size = arch.stages[-1].width
         self.head = self._make_head(arch.num_classes)
@@ -80,6 +150,8 @@ class EdgeBackbone(nn.Module):
             {"num_chs": st.width, "reduction": STAGE_STRIDES[i], "module": f"stages.{i}"}
             for i, st in enumerate(arch.stages)
         ]
+        # timm's build_model_with_cfg replaces these with the registry's copy for presets
+        self.pretrained_cfg = self.default_cfg = pretrained_cfg_for(arch)
 
     # -- classifier --------------------------------------------------------------------------
     def _make_head(self, num_classes: int) -> nn.Module:
@@ -93,45 +165,54 @@ class EdgeBackbone(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int, global_pool: Any = None) -> None:
-        """Replace the classifier by a fresh one with ``num_classes`` outputs (0: no classifier).
-        ``global_pool`` is accepted for timm compatibility; only average pooling exists."""
-        if global_pool not in (None, "avg"):
-            raise ConfigError(f"only average pooling is supported, not {global_pool!r}")
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier by a fresh one with ``num_classes`` outputs (0: none) and,
+        when given, the pooling: ``'avg'``, ``'max'``, ``'avgmax'`` (their mean) or ``''`` (no
+        pooling: ``forward`` returns the (B, C, H/32, W/32) map, with the head norm and any
+        classifier applied at every position, as timm's conv heads do)."""
+        if global_pool is not None:
+            if global_pool not in POOL_TYPES:
+                names = ", ".join(repr(p) for p in POOL_TYPES)
+                raise ConfigError(f"global_pool must be one of {names}, not {global_pool!r}")
+            self.global_pool = global_pool
         self.num_classes = num_classes
         self.head = self._make_head(num_classes)
         self.arch = self.arch.replace(num_classes=num_classes)
 
-    # -- forward -----------------------------------------------------------------------------
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4:
-            raise EdgeExploreError(f"expected an NCHW image batch, got a {x.ndim}-d tensor")
-        if x.shape[1] != self.arch.in_chans:
-            raise EdgeExploreError(
-                f"expected {self.arch.in_chans} input channels, got {x.shape[1]}"
-            )
-        h, w = x.shape[-2], x.shape[-1]
-        if h % STRIDE or w % STRIDE or h < STRIDE or w < STRIDE:
-            raise EdgeExploreError(
-                f"input {h}×{w}: both sides must be positive multiples of {STRIDE}"
-            )
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations."""
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups in depth order, for timm's layer-wise learning-rate decay: the stem,
+        then every block (a downsampler with its stage's first block), or every stage when
+        ``coarse``; the final norms and the classifier join the last block (timm's
+        ``MATCH_PREV_GROUP``, 99999), as in timm's own hierarchical models."""
+        blocks: Any = r"^stages\.(\d+)" if coarse else [
+            (r"^stages\.(\d+)\.downsample", (0,)),
+            (r"^stages\.(\d+)\.blocks\.(\d+)", None),
+            (r"^(?:norm|head_norm|head)\.", (99999,)),
+        ]
+        return {"stem": r"^stem", "blocks": blocks}
+
+    # -- forward -----------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem, stages and the final norm: the (B, C, H/32, W/32) map before pooling."""
-        self._check_input(x)
+        check_input(x, self.in_chans)
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        # the two poolings give the same values; the macro picks the one whose fvcore count
-        # matches its reference figures (see registry.Macro.pool)
-        if self.pool == "adaptive":
-            x = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        else:
-            x = x.mean((2, 3))
-        x = self.head_norm(x)
+        if self.global_pool == "":
+            # no pooling: norm and classifier act on the channels of every position
+            x = self.head_norm(x.permute(0, 2, 3, 1))
+            if not pre_logits:
+                x = self.head(x)
+            return x.permute(0, 3, 1, 2)
+        x = self.head_norm(pool_map(x, self.global_pool, self.adaptive_pool))
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +236,7 @@ class EdgeBackbone(nn.Module):
         if output_fmt != "NCHW":
             raise ConfigError(f"only NCHW feature maps are produced, not {output_fmt}")
         take = _take_indices(len(self.stages), indices)
-        self._check_input(x)
+        check_input(x, self.in_chans)
         last = len(self.stages) - 1
         x = self.stem(x)
         maps = []

@@ -85,8 +85,6 @@ class LsaBlock(nn.Module):
 class _TokenBlock(nn.Module):
     """``x + cpe(x)``, then on NHWC tokens ``t + attn(LN(t))`` and ``t + MLP(LN(t))``."""
 
-    attn: nn.Module
-
     def __init__(self, dim: int, hidden: int, drop_path: float) -> None:
         super().__init__()
         self.cpe = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)

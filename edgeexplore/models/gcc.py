@@ -15,11 +15,28 @@ counted exactly by fvcore, and exportable to ONNX (Concat + Resize + Conv).
 from __future__ import annotations
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .layers import drop_path_or_identity
+
+
+def resize_along(t: Tensor, size: int, axis_h: bool) -> Tensor:
+    """A (N, C, K, 1) (``axis_h``) or (N, C, 1, K) kernel or embedding resized to ``size`` taps,
+    bilinear with align_corners=True as the authors do; unchanged at its own length. An FX leaf
+    (``torch.fx.wrap``): whether to resize depends on the map seen at run time."""
+    length = t.shape[2] if axis_h else t.shape[3]
+    if size == length:
+        return t
+    shape = [size, 1] if axis_h else [1, size]
+    out = F.interpolate(t, size=shape, mode="bilinear", align_corners=True)
+    # the explicit reshape gives the ONNX exporter a static kernel shape for Conv
+    return out.reshape(t.shape[0], t.shape[1], shape[0], shape[1])
+
+
+torch.fx.wrap("resize_along")
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -56,23 +73,19 @@ class CircularConv(nn.Module):
         self.bias = nn.Parameter(torch.randn(channels)) if bias else None
         self.pe = nn.Parameter(torch.randn(1, channels, *shape)) if use_pe else None
 
-    def _resized(self, t: Tensor, size: int) -> Tensor:
-        if size == self.meta_size:
-            return t
-        shape = [size, 1] if self.axis == "h" else [1, size]
-        out = F.interpolate(t, size=shape, mode="bilinear", align_corners=True)
-        # the explicit reshape gives the ONNX exporter a static kernel shape for Conv
-        return out.reshape(*t.shape[:2], *shape)
-
-    def embedding(self, size: int) -> Tensor | None:
-        """Position embedding resized to ``size`` along this conv's axis (broadcast over the
-        other axis), or None without one."""
-        return None if self.pe is None else self._resized(self.pe, size)
+    def add_embedding(self, x: Tensor) -> Tensor:
+        """``x`` plus the position embedding resized to ``x``'s side along this conv's axis
+        (broadcast over the other axis); ``x`` itself without an embedding."""
+        if self.pe is None:
+            return x
+        h_axis = self.axis == "h"
+        return x + resize_along(self.pe, x.shape[2] if h_axis else x.shape[3], h_axis)
 
     def forward(self, x: Tensor) -> Tensor:
-        dim = 2 if self.axis == "h" else 3
+        h_axis = self.axis == "h"
+        dim = 2 if h_axis else 3
         size = x.shape[dim]
-        kernel = self._resized(self.weight, size)
+        kernel = resize_along(self.weight, size, h_axis)
         wrapped = torch.cat((x, x.narrow(dim, 0, size - 1)), dim=dim)
         return F.conv2d(wrapped, kernel, self.bias, groups=self.channels)
 
@@ -155,22 +168,13 @@ class GCCBlock(nn.Module):
         self.se = SqueezeExcite(dim, se_reduction)
         self.drop_path = drop_path_or_identity(drop_path)
 
-    @staticmethod
-    def _branch(x: Tensor, norm: nn.Module, first: CircularConv, second: CircularConv) -> Tensor:
-        h, w = x.shape[2], x.shape[3]
-        size_of = {"h": h, "w": w}
-        pe = first.embedding(size_of[first.axis])
-        y = norm(x if pe is None else x + pe)
-        y = first(y)
-        pe = second.embedding(size_of[second.axis])
-        if pe is not None:
-            y = y + pe
-        return second(y)
-
     def forward(self, x: Tensor) -> Tensor:
         half = self.dim // 2
         x1, x2 = x[:, :half], x[:, half:]
-        x1 = x1 + self.drop_path(self._branch(x1, self.norm1, self.gcc1_h, self.gcc1_w))
-        x2 = x2 + self.drop_path(self._branch(x2, self.norm2, self.gcc2_w, self.gcc2_h))
-        x = torch.cat((x1, x2), dim=1)
+        # each half: +pe → BN → first conv → +pe → second conv (the axes swap in half 2)
+        y1 = self.gcc1_h(self.norm1(self.gcc1_h.add_embedding(x1)))
+        y1 = self.gcc1_w(self.gcc1_w.add_embedding(y1))
+        y2 = self.gcc2_w(self.norm2(self.gcc2_w.add_embedding(x2)))
+        y2 = self.gcc2_h(self.gcc2_h.add_embedding(y2))
+        x = torch.cat((x1 + self.drop_path(y1), x2 + self.drop_path(y2)), dim=1)
         return x + self.drop_path(self.se(self.ffn(x)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from torch import nn
@@ -85,15 +86,20 @@ def init_linear_and_norm(module: nn.Module) -> None:
 
 
 def pad_to_multiple(
-    x: torch.Tensor, multiple_h: int, multiple_w: int, mode: str = "constant", value: float = 0.0
+    x: torch.Tensor, multiple_h: int, multiple_w: int, mode: str = "constant"
 ) -> torch.Tensor:
     """Pad the last two dims of an NCHW map at the bottom/right up to multiples (no-op if they
-    already are). Shapes are Python ints here, so tracing/ONNX export sees a fixed pad."""
-    h, w = x.shape[-2:]
-    ph = (-h) % multiple_h
-    pw = (-w) % multiple_w
+    already are), with zeros (``constant``) or repeated edge values (``replicate``).
+
+    The branch depends on the map size, so the function is an FX leaf (``torch.fx.wrap``): a
+    traced graph decides at run time; TorchScript scripts it as it is; an ONNX trace sees
+    Python ints and records a fixed pad (or none)."""
+    h, w = x.shape[-2], x.shape[-1]
+    ph = (multiple_h - h % multiple_h) % multiple_h
+    pw = (multiple_w - w % multiple_w) % multiple_w
     if ph == 0 and pw == 0:
         return x
-    if mode == "constant":
-        return F.pad(x, (0, pw, 0, ph), mode="constant", value=value)
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
+    return F.pad(x, [0, pw, 0, ph], mode=mode)
+
+
+torch.fx.wrap("pad_to_multiple")

@@ -7,6 +7,9 @@ registered (timm's own ``edgenext_*`` models stay timm's). Keyword arguments und
 of 32 works at run time), ``features_only`` / ``out_indices`` (the four stage maps through
 ``forward_intermediates``). No pretrained weights are published for these names, so
 ``pretrained=True`` is an error that says so.
+
+A model's ``pretrained_cfg`` describes the model actually built: ``input_size`` and ``pool_size``
+follow ``img_size`` and ``in_chans``, ``first_conv`` and ``classifier`` name real parameters.
 """
 
 from __future__ import annotations
@@ -15,27 +18,21 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, is_model, register_model
 
-from ..config import PRESETS, get_preset, parse_resolution
+from ..config import PRESETS, ArchConfig, get_preset, parse_resolution
 from ..errors import ConfigError, EdgeExploreError
-from .backbone import EdgeBackbone, build
+from .backbone import build, pretrained_cfg_for
 
 _ACCEPTED = {"num_classes", "in_chans", "drop_path_rate", "img_size"}
 
 
 def _default_cfg(name: str) -> dict[str, Any]:
-    h, w = get_preset(name).resolution
-    return {
-        "url": "", "num_classes": 1000, "input_size": (3, h, w), "pool_size": (h // 32, w // 32),
-        "crop_pct": 0.9, "interpolation": "bicubic", "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD, "first_conv": "stem.conv", "classifier": "head",
-        "license": "none: architecture only, no pretrained weights",
-    }
+    # the registry's copy describes the preset at its ImageNet class count
+    return pretrained_cfg_for(get_preset(name).replace(num_classes=1000))
 
 
-def _from_preset(name: str, **kwargs: Any) -> EdgeBackbone:
+def _preset_arch(name: str, **kwargs: Any) -> ArchConfig:
     unknown = sorted(set(kwargs) - _ACCEPTED)
     if unknown:
         accepted = ", ".join(sorted(_ACCEPTED))
@@ -47,7 +44,7 @@ def _from_preset(name: str, **kwargs: Any) -> EdgeBackbone:
             changes[key] = kwargs[key]
     if kwargs.get("img_size") is not None:
         changes["resolution"] = parse_resolution(kwargs["img_size"])
-    return build(arch.replace(**changes) if changes else arch)
+    return arch.replace(**changes) if changes else arch
 
 
 def create_preset(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
@@ -57,11 +54,17 @@ def create_preset(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
             f"no pretrained weights exist for {name}; create it with pretrained=False, or load "
             "the authors' weights with edgeexplore.models.from_official"
         )
-    return build_model_with_cfg(
-        lambda **kw: _from_preset(name, **kw), name, pretrained=False,
+    model = build_model_with_cfg(
+        lambda **kw: build(_preset_arch(name, **kw)), name, pretrained=False,
         feature_cfg={"feature_cls": "getter", "out_indices": (0, 1, 2, 3)},
         **kwargs,
     )
+    # timm copies the registry's cfg (224, 3 channels); make size and channels those built
+    built = (model.model if hasattr(model, "model") else model).arch
+    sizes = {k: v for k, v in pretrained_cfg_for(built).items()
+             if k in ("input_size", "pool_size", "num_classes")}
+    model.pretrained_cfg = model.default_cfg = {**model.pretrained_cfg, **sizes}
+    return model
 
 
 def _entrypoint(name: str) -> Callable[..., Any]:

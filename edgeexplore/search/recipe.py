@@ -7,6 +7,8 @@ documented in README.md ("Study recipes"); every problem names the file, the key
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 from ..config import PRESETS, parse_resolution
 from ..errors import ConfigError, reject_unknown_keys
 from ..objectives import SEARCHABLE, Objective, add, make_objective
+from ..shipped import shipped_dir
 from ..yamlfile import read_yaml
 from .space import SearchSpace, resolve_space
 
@@ -169,6 +172,27 @@ class StudyRecipe:
             changes["seed"] = seed
         return replace(self, **changes) if changes else self
 
+    def check_backends(self) -> None:
+        """Refuse an unknown or unavailable backend, or bad backend settings, before the first
+        trial: each trial would otherwise fail on it and be stored as a failed trial."""
+        from ..latency import check_backend
+
+        s = dict(self.backend_settings)
+        batch, threads = s.pop("batch", 1), s.pop("threads", None)
+        check_backend(self.backend, batch=batch, threads=threads, **s)
+        other = self.space.constraints.latency_backend
+        if other and other != self.backend:  # as in a trial: the settings are the study backend's
+            check_backend(other, batch=batch, threads=threads)
+
+    def space_key(self) -> str:
+        """What the sampler sees of the space (its parameters and the model settings), hashed:
+        a study resumed with another space would fail its trials on Optuna's distributions and
+        mix two searches. Constraints are left out: tightening one on resume is legitimate."""
+        sp = self.space
+        rows = [r for r in sp.rows() if not r[0].startswith("constraint ")]
+        text = json.dumps([rows, sp.macro, sp.qkv_bias, sp.drop_path_rate])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     @property
     def label(self) -> str:
         """How to name this recipe on a command line: a shipped one by name, else its path."""
@@ -248,11 +272,7 @@ def _check_proxy(proxy: dict[str, Any]) -> dict[str, Any]:
 
 def studies_dir() -> Path:
     """``studies/`` of the checkout, or the copy shipped inside the package."""
-    here = Path(__file__).resolve().parents[1]  # the edgeexplore package
-    for cand in (here.parent / "studies", here / "resources" / "studies"):
-        if cand.is_dir():
-            return cand
-    return here.parent / "studies"
+    return shipped_dir("studies")
 
 
 def resolve_recipe(spec: str | Path | None) -> Path:

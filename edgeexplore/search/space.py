@@ -31,6 +31,7 @@ from ..config import (
 )
 from ..errors import ConfigError, reject_unknown_keys
 from ..kinds import BLOCKS, get_block_kind
+from ..shipped import shipped_dir
 from ..yamlfile import read_yaml
 
 #: stage keys a space may set, each a fixed value, a list of choices or a {low, high} range
@@ -689,11 +690,7 @@ def list_spaces(folder: str | Path | None = None) -> list[Path]:
 
 def spaces_dir() -> Path:
     """``search_spaces/`` of the checkout, or the copy shipped inside the package."""
-    here = Path(__file__).resolve().parents[1]  # the edgeexplore package
-    for cand in (here.parent / "search_spaces", here / "resources" / "search_spaces"):
-        if cand.is_dir():
-            return cand
-    return here.parent / "search_spaces"
+    return shipped_dir("search_spaces")
 
 
 def resolve_space(spec: str | Path, base: Path | None = None) -> SearchSpace:

@@ -354,6 +354,14 @@ def open_study(recipe: StudyRecipe, name: str, url: str, sampler_seed: int,
                 f"study {name!r} already exists with objectives {names or have}, not {wanted}; "
                 "choose another --name to start a new study"
             )
+        space = existing.user_attrs.get("space_key")  # absent in studies from older versions
+        if space is not None and space != recipe.space_key():
+            was = existing.user_attrs.get("recipe", {}).get("space", "?")
+            raise ConfigError(
+                f"study {name!r} already exists with other search-space parameters (it was "
+                f"started with {was}; {recipe.space.path or recipe.space.name} differs); "
+                "choose another --name to start a new study"
+            )
         return existing
     try:
         study = optuna.create_study(study_name=name, storage=ostorage, sampler=sampler,
@@ -363,6 +371,7 @@ def open_study(recipe: StudyRecipe, name: str, url: str, sampler_seed: int,
     if not study.user_attrs.get("objectives"):
         study.set_user_attr("objectives", [str(o) for o in recipe.objectives])
         study.set_user_attr("recipe", recipe.to_dict())
+        study.set_user_attr("space_key", recipe.space_key())
         try:
             with _quiet_optuna():
                 study.set_metric_names([o.name for o in recipe.objectives])
@@ -552,6 +561,8 @@ def run_study(
     url = db.normalise_url(storage)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
+    recipe.check_backends()  # before the store is created or any trial fails on it
+    db.check_writable(url)
     try:
         db.get_engine(url)
         ostorage = optuna_storage(url)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,24 +24,19 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     OperationalError,
 )
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import EdgeExploreError
+from . import migrate, servers
+from .base import Base, error_reason, shown, utcnow  # noqa: F401 - the store's one import point
 
 T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///edgeexplore.db"
 #: seconds a writer waits for another process's transaction before giving up
 BUSY_TIMEOUT_S = 60
-
-
-def utcnow() -> datetime:
-    """Naive UTC "now", the form every timestamp column of ours stores."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class Base(DeclarativeBase):
-    """Declarative base of every edgeexplore table (Optuna keeps its own metadata)."""
+#: seconds to wait for a database server to answer before saying it cannot be reached
+CONNECT_TIMEOUT_S = 10
 
 
 def default_url() -> str:
@@ -57,9 +51,13 @@ def normalise_url(url: str | None) -> str:
         url = f"sqlite:///{url}"
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise EdgeExploreError(f"{url!r} is not a database URL (e.g. sqlite:///edgeexplore.db)") from None
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise EdgeExploreError(f"{shown(url)!r} is not a database URL (e.g. sqlite:///edgeexplore.db "
+                               "or postgresql+psycopg://user@host/database)") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if Path(parsed.database).expanduser().is_dir():  # SQLite only says "unable to open"
+            raise EdgeExploreError(f"{parsed.database} is a folder, not a database file "
+                                   "(give a file path, e.g. --storage DIR/edgeexplore.db)")
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
             raise EdgeExploreError(f"cannot create the database {parsed.database}: folder {folder} does not exist")
@@ -68,12 +66,16 @@ def normalise_url(url: str | None) -> str:
     return url
 
 
-def shown(url: str) -> str:
-    """``url`` as messages print it: any password replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+def check_writable(url: str) -> None:
+    """Refuse a SQLite file that cannot be written, before a command that writes to it starts:
+    SQLite opens it read-only without a word, and the first write then fails deep inside Optuna."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database).expanduser()
+    if path.is_file() and not os.access(path, os.W_OK):
+        raise EdgeExploreError(f"cannot write the database {path}: the file is read-only "
+                               "(make it writable, or pass another --storage)")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -87,16 +89,20 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def _new_engine(url: str, pragmas: bool) -> Engine:
     """An engine for ``url``; ``pragmas`` switches SQLite to WAL (a write) on every connection."""
     kwargs = {}
+    parsed = make_url(url)
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
+    elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # a host that drops packets would otherwise hang for the OS's TCP timeout (minutes)
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
         engine = create_engine(url, **kwargs)
     except NoSuchModuleError:
         raise EdgeExploreError(f"{shown(url)!r} names no database SQLAlchemy knows "
                                "(e.g. sqlite:///edgeexplore.db)") from None
     except ImportError as e:
-        raise EdgeExploreError(f"cannot open the store {shown(url)}: its database driver "
-                               f"{e.name!r} is not installed") from None
+        raise EdgeExploreError(servers.driver_missing(shown(url), parsed.get_backend_name(),
+                                                      e.name)) from None
     if pragmas and url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -142,8 +148,6 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     refused, an older store of ours is upgraded, and a newer one is refused, each in one sentence.
     One :class:`Store` per URL per process.
     """
-    from . import migrate  # it uses this module's helpers
-
     url = normalise_url(url)
     found = _stores.get(url)
     if found is not None:
@@ -162,8 +166,6 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
 def probe(url: str, *, create: bool) -> str | None:
     """Check, without writing anything, that ``url`` is (``create``: or can become) our store;
     returns the schema revision recorded in it (None: none yet)."""
-    from . import migrate
-
     parsed = make_url(url)
     if not create and parsed.get_backend_name() == "sqlite" and parsed.database not in (
             None, "", ":memory:") and not Path(parsed.database).expanduser().is_file():
@@ -174,7 +176,9 @@ def probe(url: str, *, create: bool) -> str | None:
     try:
         return migrate.check(engine, url, create=create)
     except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
-        raise EdgeExploreError(f"cannot open the store {shown(url)}: {error_reason(e)}") from None
+        sqlstate = getattr(getattr(e, "orig", None), "sqlstate", None)
+        raise EdgeExploreError(servers.connection_problem(shown(url), error_reason(e), sqlstate)
+                               or f"cannot open the store {shown(url)}: {error_reason(e)}") from None
     finally:
         engine.dispose()
 
@@ -182,12 +186,6 @@ def probe(url: str, *, create: bool) -> str | None:
 def get_engine(url: str | None = None) -> Engine:
     """The engine of :func:`open_store` ``(url)`` (creating our tables if need be)."""
     return open_store(url).engine
-
-
-def error_reason(e: Exception) -> str:
-    """The first line of the database's own message (what a user can act on), not SQLAlchemy's."""
-    text = str(getattr(e, "orig", None) or e)
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def create_schema(create: Callable[[], T]) -> T:

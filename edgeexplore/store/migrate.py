@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import OperationalError
 
 from ..errors import EdgeExploreError
-from . import db
+from .base import Base, error_reason, shown
 
 #: our Alembic version table (Optuna's own migrations use ``alembic_version``)
 VERSION_TABLE = "edgeexplore_alembic_version"
@@ -72,12 +72,12 @@ def current(conn: Connection) -> str | None:
 
 
 def our_tables() -> set[str]:
-    return set(db.Base.metadata.tables) | {VERSION_TABLE}
+    return set(Base.metadata.tables) | {VERSION_TABLE}
 
 
 def _too_new(url: str, revision: str) -> EdgeExploreError:
     return EdgeExploreError(
-        f"the store {db.shown(url)} has schema revision {revision!r}, written by a newer "
+        f"the store {shown(url)} has schema revision {revision!r}, written by a newer "
         f"edgeexplore than this one (whose newest is {head()!r}): upgrade edgeexplore to use it")
 
 
@@ -89,11 +89,11 @@ def check(engine: Engine, url: str, *, create: bool) -> str | None:
         revision = current(conn) if VERSION_TABLE in tables else None
     if not tables & our_tables():
         if not create:
-            raise EdgeExploreError(f"{db.shown(url)} holds no edgeexplore store (no table of "
+            raise EdgeExploreError(f"{shown(url)} holds no edgeexplore store (no table of "
                                    "ours): pass --storage of a store edgeexplore wrote")
         if tables and not OPTUNA_TABLES <= tables:
             raise EdgeExploreError(
-                f"{db.shown(url)} is a database of another application (tables "
+                f"{shown(url)} is a database of another application (tables "
                 f"{', '.join(sorted(tables)[:4])}{', ...' if len(tables) > 4 else ''}) and "
                 "edgeexplore will not add its tables to it: pass a new file as --storage")
     if revision is not None and not known(revision):
@@ -125,7 +125,7 @@ def upgrade(engine: Engine, url: str) -> tuple[str | None, str]:
             if "readonly" not in str(e.orig) and "read-only" not in str(e.orig):
                 raise
             raise EdgeExploreError(
-                f"the store {db.shown(url)} needs its schema upgraded (to revision {target}) but "
-                f"cannot be written here ({db.error_reason(e)}): run `edgeexplore store upgrade "
+                f"the store {shown(url)} needs its schema upgraded (to revision {target}) but "
+                f"cannot be written here ({error_reason(e)}): run `edgeexplore store upgrade "
                 "--storage URL` where it is writable") from None
     return before, target

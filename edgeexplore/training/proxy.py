@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
+import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from torch import nn
 from .. import interrupts
 from ..data import DataBundle, TensorSplit, augment_batch, normalise_batch
 from ..data.bundle import num_batches
-from ..errors import ConfigError, EdgeExploreError
+from ..errors import ConfigError, EdgeExploreError, dataclass_values
 
 #: In-memory datasets up to this size are copied to the GPU once per run.
 DEVICE_COPY_LIMIT = 2 * 2**30
@@ -123,23 +125,7 @@ class ProxyRecipe:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ProxyRecipe:
         """Build from a mapping (a study YAML's ``proxy:`` section); unknown keys are an error."""
-        values = dict(values or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise ConfigError(
-                f"proxy recipe: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)}"
-            )
-        for name in ("lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing"):
-            # YAML reads 1e-3 as a string; accept numeric strings for float fields
-            if isinstance(values.get(name), str):
-                try:
-                    values[name] = float(values[name])
-                except ValueError:
-                    raise ConfigError(
-                        f"proxy recipe: {name} must be a number, not {values[name]!r}"
-                    ) from None
-        return cls(**values)
+        return cls(**dataclass_values(cls, values, "proxy recipe"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -169,6 +155,10 @@ class ProxyResult:
     amp: str | None
     channels_last: bool
     recipe: dict[str, Any] = field(default_factory=dict)
+    #: intra-op threads chosen for a CPU run (None on a GPU), see :func:`choose_threads`
+    threads: int | None = None
+    #: the update after which a stalled step made the run go on with one thread, if one did
+    threads_reduced_at: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -303,6 +293,97 @@ def _evaluate(
     return correct.item() / max(1, len(split))
 
 
+# ---------------------------------------------------------------- threads
+#
+# Each intra-op OpenMP region ends at a barrier, so a step is as slow as its slowest thread: on a
+# machine whose cores other processes keep busy, a thread that loses its core stalls the others
+# (two threads on two cores, one of them busy, stalled a 48 s quickstart trial for over ten
+# minutes). So a CPU run takes only the cores that are free when it starts, and goes on with one
+# thread if a step later takes far longer than the ones before it.
+
+#: a step this many times slower than the median of the recent ones is a stall, not noise
+STALL_FACTOR = 10.0
+#: steps timed before a stall can be judged (the first ones include one-off allocations)
+STALL_MIN_STEPS = 5
+
+
+def choose_threads(limit: int, usable: int, busy: float) -> int:
+    """Intra-op threads for training: the ``usable`` cores that others leave free (``busy`` is the
+    cores' worth of CPU they use; a core counts as free when at least three quarters of it is
+    idle), never more than ``limit`` (torch's setting: OMP_NUM_THREADS or a search worker's
+    share of the cores), and at least one."""
+    return max(1, min(limit, math.floor(usable - busy + 0.25)))
+
+
+def _cpu_times(cpus: set[int] | None) -> tuple[int, int]:
+    """(total, idle) jiffies of ``cpus`` (all when None) from /proc/stat."""
+    total = idle = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if not name.startswith("cpu") or name == "cpu":
+                continue
+            if cpus is not None and int(name[3:]) not in cpus:
+                continue
+            ticks = [int(x) for x in fields[:8]]  # user .. steal; guest time is inside user
+            total += sum(ticks)
+            idle += ticks[3] + ticks[4]  # idle + iowait
+    return total, idle
+
+
+def busy_cores(interval: float = 0.1) -> tuple[int, float]:
+    """(usable cores, cores' worth of CPU that other processes use now) for this process.
+
+    Sampled from /proc/stat over ``interval`` seconds while this process sleeps; without it
+    (not Linux), the 1-minute load average less this process."""
+    try:
+        cpus: set[int] | None = os.sched_getaffinity(0)
+    except AttributeError:
+        cpus = None
+    usable = len(cpus) if cpus else os.cpu_count() or 1
+    try:
+        t0, i0 = _cpu_times(cpus)
+        time.sleep(interval)
+        t1, i1 = _cpu_times(cpus)
+    except (OSError, ValueError):
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return usable, max(0.0, load - 1.0)
+    if t1 <= t0:
+        return usable, 0.0
+    return usable, usable * (1.0 - (i1 - i0) / (t1 - t0))
+
+
+class _Threads:
+    """The thread policy of one CPU run (see above); restores torch's setting on exit."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.before = torch.get_num_threads()
+        self.chosen: int | None = None
+        self.reduced_at: int | None = None
+        self.recent: list[float] = []
+
+    def __enter__(self) -> Self:
+        if self.device.type == "cpu":
+            usable, busy = busy_cores()
+            self.chosen = choose_threads(self.before, usable, busy)
+            torch.set_num_threads(self.chosen)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.before)
+
+    def step_took(self, seconds: float, update: int) -> None:
+        if self.chosen is None or self.chosen == 1 or self.reduced_at is not None:
+            return
+        if len(self.recent) >= STALL_MIN_STEPS and (
+                seconds > STALL_FACTOR * statistics.median(self.recent)):
+            torch.set_num_threads(1)
+            self.reduced_at = update
+            return
+        self.recent = [*self.recent[-49:], seconds]
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -392,6 +473,8 @@ def train_proxy(
             amp=amp_name,
             channels_last=cl,
             recipe=recipe.to_dict(),
+            threads=threads.chosen,
+            threads_reduced_at=threads.reduced_at,
         )
 
     def diverged(epoch: int, step: int) -> DivergedError:
@@ -403,7 +486,8 @@ def train_proxy(
             result("diverged"),
         )
 
-    with _progress(progress) as bar:
+    threads = _Threads(device)
+    with progress_bar(progress) as bar, threads:
         task = bar.add_task("proxy training", total=total_steps)
         for epoch in range(1, recipe.epochs + 1):
             model.train()
@@ -419,6 +503,7 @@ def train_proxy(
             )
             for x, y in batches:
                 interrupts.check()  # a Ctrl-C swallowed by a finaliser still stops the run
+                step_started = time.perf_counter()
                 if recipe.augment:
                     x = augment_batch(x, data.crop_padding, data.hflip, generator)
                 x = normalise_batch(x, mean, inv_std, cl)
@@ -442,6 +527,7 @@ def train_proxy(
                 updates += 1
                 step += 1
                 images += len(y)
+                threads.step_took(time.perf_counter() - step_started, updates)
                 scheduler.step_update(updates)
                 loss_sum += loss.detach()
                 # NaN/inf stays non-finite in the running sum, so a periodic check suffices
@@ -474,7 +560,11 @@ def train_proxy(
     return result(status)
 
 
-def _progress(enabled: bool) -> Any:
+def progress_bar(enabled: bool) -> Any:
+    """A transient bar over an epoch's batches, the same for proxy and full training: the epoch
+    lines stay, the bar goes; off where the output is not a terminal (logs and pipes get lines)."""
+    import sys
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -483,14 +573,9 @@ def _progress(enabled: bool) -> Any:
         TimeRemainingColumn,
     )
 
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        disable=not enabled,
-    )
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), transient=True,
+                    disable=not (enabled and sys.stdout.isatty()))
 
 
 # ---------------------------------------------------------------- hopeless-trial early stopping

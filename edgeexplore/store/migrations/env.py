@@ -6,12 +6,12 @@
 
 from alembic import context
 
-from edgeexplore.store import db
+from edgeexplore.store.base import Base
 from edgeexplore.store.migrate import VERSION_TABLE
 
 context.configure(
     connection=context.config.attributes["connection"],
-    target_metadata=db.Base.metadata,  # what `compare_metadata` checks the migrations against
+    target_metadata=Base.metadata,  # what `compare_metadata` checks the migrations against
     version_table=VERSION_TABLE,
     render_as_batch=True,  # SQLite alters most columns by copying the table
 )
