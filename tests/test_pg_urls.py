@@ -25,7 +25,7 @@ resolution: 32
 data: {spec: synthetic, subset: 3, val_subset: 2}
 proxy: {epochs: 1, batch_size: 10, warmup_epochs: 0}
 objectives: [accuracy, latency_ms]
-backend: {name: none}
+backend: {name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3, max_samples: 5}
 sampler: random
 """
 
