@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "edgeexplore.commands.ablate",
     "edgeexplore.commands.search",
     "edgeexplore.commands.store",
+    "edgeexplore.commands.predictor",
 ]
 
 
