@@ -20,7 +20,13 @@ from ..store import Store, open_store
 from ..store import latency as tables
 from .base import LatencyBackend, device_fingerprint, settings_json
 from .measure import _short_device, cache_key, input_shape_for, measure_arch, resolve_backend
-from .predictor import FittedPredictor, arch_features, fit_predictor, select_diverse
+from .predictor import (
+    FittedPredictor,
+    arch_features,
+    config_features,
+    fit_predictor,
+    select_diverse,
+)
 
 
 @dataclass
@@ -66,7 +72,7 @@ def fit_device(candidates: list[ArchConfig], samples: int, backend: str = "torch
                progress: Callable[[int, int, ArchConfig], None] | None = None,
                **settings: Any) -> DevicePredictor:
     """Measure up to ``samples`` architectures (the stored training set first, then the most
-    diverse ``candidates``), fit the predictor and store it; ``progress(i, n, cfg)`` is called
+    diverse ``candidates`` by :func:`config_features`, cheap enough for hundreds), fit the predictor and store it; ``progress(i, n, cfg)`` is called
     before each measurement."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise EdgeExploreError(f"samples must be a positive integer, not {samples!r}")
@@ -79,7 +85,7 @@ def fit_device(candidates: list[ArchConfig], samples: int, backend: str = "torch
     if samples > len(pool):
         raise EdgeExploreError(f"{samples} samples asked for, but only {len(pool)} distinct "
                                "architectures to choose from")
-    order = select_diverse([arch_features(c) for c in pool], max(samples, len(known)),
+    order = select_diverse([config_features(c) for c in pool], max(samples, len(known)),
                            chosen=list(range(len(known))))
     chosen = [pool[i] for i in order]
     latencies = []

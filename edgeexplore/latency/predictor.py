@@ -82,16 +82,33 @@ def arch_features(cfg: ArchConfig) -> Features:
     return Features(cfg.hash, {k: float(v[k]) for k in feature_names()})
 
 
+def config_features(cfg: ArchConfig) -> Features:
+    """Features from the config alone (microseconds, no FLOP counting), for choosing among
+    hundreds of candidates: per block kind, Σ tokens·width²·depth (the shape of its FLOPs) and
+    its block count; per stage, tokens, width and depth; the input's pixels."""
+    h, w = cfg.resolution
+    v: dict[str, float] = {"pixels": h * w}
+    v.update({f"work_{k}": 0.0 for k in sorted(BLOCKS)})
+    v.update({f"blocks_{k}": 0.0 for k in sorted(BLOCKS)})
+    for i, (st, stride) in enumerate(zip(cfg.stages, STAGE_STRIDES), start=1):
+        tokens = (h // stride) * (w // stride)
+        v[f"work_{st.block}"] += tokens * st.width ** 2 * st.depth
+        v[f"blocks_{st.block}"] += st.depth
+        v.update({f"tokens_s{i}": tokens, f"width_s{i}": st.width, f"depth_s{i}": st.depth})
+    return Features(cfg.hash, {k: float(x) for k, x in v.items()})
+
+
 def _matrix(features: list[Features]) -> Any:
     import numpy as np
 
-    names = feature_names()
+    names = list(features[0].values)
     return np.array([[f.values[n] for n in names] for f in features], dtype=float)
 
 
 def select_diverse(features: list[Features], n: int, chosen: list[int] | tuple = ()) -> list[int]:
     """Indices of ``n`` architectures to measure: ``chosen`` first, then greedy farthest-point.
 
+    Any features will do (:func:`config_features` for a large pool, :func:`arch_features`).
     Distances are Euclidean on standardised log features, so FLOPs and module counts weigh the
     same; the first pick (when nothing is chosen yet) is the architecture nearest the centre, and
     each next one is the farthest from everything picked, which covers the extremes a regression
@@ -131,7 +148,7 @@ def _estimator(method: str, n: int) -> Any:
     if method == "ridge-log":
         return make_pipeline(StandardScaler(), RidgeCV(alphas=[10.0 ** k for k in range(-3, 4)]))
     if method == "gbm-log":
-        return GradientBoostingRegressor(n_estimators=200, max_depth=2, learning_rate=0.05,
+        return GradientBoostingRegressor(n_estimators=100, max_depth=2, learning_rate=0.05,
                                          min_samples_leaf=max(2, n // 10), random_state=0)
     raise EdgeExploreError(f"unknown predictor method {method!r}; one of {', '.join(METHODS)}")
 
