@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from latency_quality import kendall_tau, sample_stage  # noqa: E402
+from latency_quality import kendall_tau, sample_stage
 
-from edgeexplore.config import BLOCKS, ArchConfig, ConfigError  # noqa: E402
+from edgeexplore.config import BLOCKS, ArchConfig, ConfigError
 
 N_ARCHS = 60
 TRAIN_SIZES = (10, 20, 30, 40)
@@ -134,9 +134,15 @@ def main() -> None:
         return
     lut = None if args.no_lut else lut_predictions(archs, store)
 
-    from edgeexplore.latency.predictor import arch_features, fit_predictor, select_diverse
+    from edgeexplore.latency.predictor import (
+        arch_features,
+        config_features,
+        fit_predictor,
+        select_diverse,
+    )
 
     feats = [arch_features(cfg) for cfg in archs]
+    cheap = [config_features(cfg) for cfg in archs]  # what `predictor fit` chooses by
     best = (-1.0, 0, "")
     for backend in BACKENDS:
         y = measured[backend]
@@ -144,7 +150,7 @@ def main() -> None:
         if backend == "torch-cpu" and lut is not None:
             print(line("lut (3 calibrations), all", scores(lut, y)))
         for n in TRAIN_SIZES:
-            train = select_diverse(feats, n)
+            train = select_diverse(cheap, n)
             test = [i for i in range(len(archs)) if i not in set(train)]
             model = fit_predictor([feats[i] for i in train], [y[i] for i in train])
             pred = model.predict([feats[i] for i in test])

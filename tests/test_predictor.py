@@ -139,3 +139,50 @@ def test_check_without_a_fitted_predictor_says_what_to_run(tmp_path):
 def test_show_on_an_empty_store(tmp_path):
     result = CliRunner().invoke(cli, ["predictor", "show", "--storage", str(tmp_path / "x.db")])
     assert result.exit_code == 0 and "No latency predictor stored yet" in result.output
+
+
+class ParamsDevice:
+    """A Python stand-in backend: latency grows with parameters and modules, no timing at all."""
+
+    name = "params-device"
+
+    def __init__(self) -> None:
+        self.settings = {"speed": 1}
+        self.timed: list[int] = []
+
+    def available(self):
+        return True, "stand-in"
+
+    def describe_device(self):
+        return {"cpu": "stand-in"}
+
+    def measure(self, model, input_shape):
+        from edgeexplore.latency import Measurement
+
+        params = sum(p.numel() for p in model.parameters())
+        ms = 0.5 + params * input_shape[2] * input_shape[3] / 4e8 + 0.02 * len(list(
+            model.modules()))
+        self.timed.append(params)
+        return Measurement.from_samples(self.name, [ms], warmup=0, threads=1,
+                                        input_shape=input_shape, device=self.describe_device(),
+                                        settings=self.settings)
+
+
+def test_fit_store_and_refit_from_the_cached_measurements(tiny_archs, tmp_path):
+    from edgeexplore.latency.device_predictor import add_measurements, fit_device, load_predictor
+    from edgeexplore.store import open_store
+
+    store = open_store(str(tmp_path / "p.db"))
+    device = ParamsDevice()
+    pred = fit_device(tiny_archs[:14], 8, backend=device, store=store)
+    assert len(device.timed) == 8 and len(pred.archs) == 8
+    loaded = load_predictor(device, store=store)
+    # refitted, not unpickled: the same training set gives the same model and the same error
+    assert [c.hash for c in loaded.archs] == [c.hash for c in pred.archs]
+    assert loaded.model.method == pred.model.method and loaded.report == pred.report
+    assert loaded.predict(tiny_archs[14:17]) == pytest.approx(pred.predict(tiny_archs[14:17]))
+    # a later fit with more samples keeps the first eight and measures only the new ones
+    more = fit_device(tiny_archs[:14], 10, backend=device, store=store)
+    assert len(device.timed) == 10 and more.archs[:8] == pred.archs
+    grown = add_measurements(more, tiny_archs[20:21], [3.0], store=store)
+    assert len(grown.archs) == 11 and grown.latencies[-1] == 3.0
