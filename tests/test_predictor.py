@@ -15,6 +15,7 @@ from edgeexplore.latency.predictor import (
     Features,
     arch_features,
     config_features,
+    feature_names,
     fit_predictor,
     select_diverse,
 )
@@ -32,7 +33,7 @@ def synthetic(n: int) -> tuple[list[Features], list[float]]:
     """Features whose latency is an exact non-negative sum: what ``additive`` should recover."""
     feats, ys = [], []
     for i in range(n):
-        v = {k: 0.0 for k in arch_features.__globals__["feature_names"]()}
+        v = {k: 0.0 for k in feature_names()}
         v.update(flops_lgl=1e6 * (1 + i % 7), flops_conv=2e6 * (1 + (i * 3) % 5),
                  activations=1e5 * (1 + (i * 5) % 11), modules=20 + i, flops=3e6, pixels=4096)
         feats.append(Features(str(i), v))

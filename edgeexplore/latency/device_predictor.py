@@ -9,7 +9,6 @@ refits from those cached measurements, so nothing but numbers and configs is eve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,9 +126,3 @@ def add_measurements(pred: DevicePredictor, cfgs: list[ArchConfig], latencies: l
     return _fit_and_save(_open(store), pred.key, pred.device, archs,
                          [y for _, y in merged.values()])
 
-
-def describe_key(key: dict[str, Any]) -> str:
-    """``backend {settings} batch N on device FINGERPRINT`` for messages."""
-    settings = json.loads(key["settings"])
-    return (f"{key['backend']} {json.dumps(settings, sort_keys=True)} batch {key['batch']} "
-            f"(device {key['device_fingerprint']})")

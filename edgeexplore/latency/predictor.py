@@ -209,8 +209,7 @@ class FittedPredictor:
     method: str
     estimator: Any
     report: dict[str, Any]
-    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
-    residuals: list[float] = field(default_factory=list)  # CV relative errors, signed
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)  # every method's CV
 
     def predict(self, features: list[Features]) -> list[float]:
         return _predict_one(self.method, self.estimator, features)
@@ -229,6 +228,4 @@ def fit_predictor(features: list[Features], latencies_ms: list[float],
     cv = {m: cross_validate(m, features, latencies_ms) for m in methods}
     reports = {m: error_report(p, latencies_ms) for m, p in cv.items()}
     best = min(methods, key=lambda m: (round(reports[m]["mape"], 4), methods.index(m)))
-    residuals = [(p - t) / t for p, t in zip(cv[best], latencies_ms)]
-    return FittedPredictor(best, _fit_one(best, features, latencies_ms), reports[best],
-                           reports, residuals)
+    return FittedPredictor(best, _fit_one(best, features, latencies_ms), reports[best], reports)
