@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "edgeexplore.commands.train",
     "edgeexplore.commands.cluster",
     "edgeexplore.commands.export",
+    "edgeexplore.commands.predictor",
 ]
 
 

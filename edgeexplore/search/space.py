@@ -705,3 +705,22 @@ def resolve_space(spec: str | Path, base: Path | None = None) -> SearchSpace:
             return SearchSpace.load(c)
     names = ", ".join(x.stem for x in list_spaces())
     raise ConfigError(f"search space {spec!r} not found (as a path or a shipped space: {names})")
+
+
+def random_configs(space: SearchSpace, n: int, seed: int = 0) -> list[ArchConfig]:
+    """Up to ``n`` distinct valid architectures drawn at random from ``space`` (Optuna's random
+    sampler, without a stored study): a candidate pool for choosing what to measure."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out: dict[str, ArchConfig] = {}
+    for _ in range(20 * n):  # invalid combinations and repeats are skipped, within reason
+        if len(out) >= n:
+            break
+        try:
+            cfg = space.suggest(study.ask())
+        except ConfigError:
+            continue
+        out.setdefault(cfg.hash, cfg)
+    return list(out.values())

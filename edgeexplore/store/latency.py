@@ -180,3 +180,67 @@ def add_lut_calibration(store: db.Store, row: LutCalibration) -> None:
             s.add(row)
     except IntegrityError:
         pass
+
+
+# -- the learned predictor ------------------------------------------------------------------------
+
+class LatencyPredictor(db.Base):
+    """A fitted latency predictor: which measured architectures train it, and its CV error.
+
+    No model is stored: the predictor is refitted from these architectures' rows in
+    ``latency_measurements`` (same backend, settings, batch and device) when it is loaded.
+    """
+
+    __tablename__ = "latency_predictors"
+    __table_args__ = (
+        UniqueConstraint("backend", "settings", "batch", "device_fingerprint",
+                         name="uq_latency_predictor"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    backend: Mapped[str] = mapped_column(String(64))
+    settings: Mapped[str] = mapped_column(Text)  # canonical JSON, as in latency_measurements
+    batch: Mapped[int] = mapped_column(Integer)
+    device_fingerprint: Mapped[str] = mapped_column(String(16))
+    device: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(String(32))
+    archs: Mapped[str] = mapped_column(Text)  # JSON list of ArchConfig dicts, in training order
+    report: Mapped[str] = mapped_column(Text)  # JSON: the CV error of the chosen and all methods
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
+
+
+def get_predictor(store: db.Store, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The predictor row under ``key`` (backend, settings, batch, device_fingerprint) as a dict."""
+    with store.session() as s:
+        row = s.scalar(select(LatencyPredictor).filter_by(**key).limit(1))
+        if row is None:
+            return None
+        return {"method": row.method, "device": row.device, "archs": json.loads(row.archs),
+                "report": json.loads(row.report), "updated_at": row.updated_at, **key}
+
+
+def list_predictors(store: db.Store) -> list[dict[str, Any]]:
+    """Every stored predictor, newest first, as :func:`get_predictor` gives them."""
+    with store.session() as s:
+        keys = s.execute(select(LatencyPredictor.backend, LatencyPredictor.settings,
+                                LatencyPredictor.batch, LatencyPredictor.device_fingerprint)
+                         .order_by(LatencyPredictor.updated_at.desc())).all()
+    return [get_predictor(store, dict(k._mapping)) for k in keys]
+
+
+def put_predictor(store: db.Store, key: dict[str, Any], *, device: str, method: str,
+                  archs: list[dict[str, Any]], report: dict[str, Any]) -> None:
+    """Insert or replace the predictor under ``key`` (one transaction)."""
+    try:
+        with store.session() as s:
+            row = s.scalar(select(LatencyPredictor).filter_by(**key).limit(1))
+            if row is None:
+                row = LatencyPredictor(**key)
+                s.add(row)
+            row.device, row.method = device, method
+            row.archs, row.report = json.dumps(archs), json.dumps(report)
+            row.updated_at = db.utcnow()
+    except SQLAlchemyError as e:
+        raise EdgeExploreError(f"cannot store the latency predictor: {db.error_reason(e)}"
+                               ) from None

@@ -1,0 +1,128 @@
+"""The learned predictor of one device and backend: measure a few, fit, store, predict the rest.
+
+:func:`fit_device` picks the architectures to measure among candidates (diverse in the
+predictor's features, not random; ones measured before count first), measures them through the
+latency cache, fits :mod:`.predictor` and stores its training set and CV error under the same key
+as the measurements (backend, settings, batch, device fingerprint). :func:`load_predictor`
+refits from those cached measurements, so nothing but numbers and configs is ever stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import ArchConfig
+from ..errors import EdgeExploreError
+from ..store import Store, open_store
+from ..store import latency as tables
+from .base import LatencyBackend, device_fingerprint, settings_json
+from .measure import _short_device, cache_key, input_shape_for, measure_arch, resolve_backend
+from .predictor import (
+    FittedPredictor,
+    arch_features,
+    config_features,
+    fit_predictor,
+    select_diverse,
+)
+
+
+@dataclass
+class DevicePredictor:
+    """A predictor fitted on ``archs`` measured as ``latencies`` under ``key``."""
+
+    key: dict[str, Any]
+    device: str
+    archs: list[ArchConfig]
+    latencies: list[float]
+    model: FittedPredictor
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return self.model.report
+
+    def predict(self, cfgs: list[ArchConfig]) -> list[float]:
+        return self.model.predict([arch_features(c) for c in cfgs])
+
+
+def predictor_key(backend: LatencyBackend, batch: int = 1) -> dict[str, Any]:
+    """The columns that identify a predictor: the measurement cache's key without the input."""
+    return {"backend": backend.name,
+            "settings": settings_json(dict(getattr(backend, "settings", {}))),
+            "batch": int(batch), "device_fingerprint": device_fingerprint(backend.describe_device())}
+
+
+def _open(store: Store | None) -> Store:
+    return store if store is not None else open_store()
+
+
+def _fit_and_save(store: Store, key: dict[str, Any], device: str, archs: list[ArchConfig],
+                  latencies: list[float]) -> DevicePredictor:
+    model = fit_predictor([arch_features(c) for c in archs], latencies)
+    report = {**model.report, "candidates": model.candidates}
+    tables.put_predictor(store, key, device=device, method=model.method,
+                         archs=[c.to_dict() for c in archs], report=report)
+    return DevicePredictor(key, device, archs, latencies, model)
+
+
+def fit_device(candidates: list[ArchConfig], samples: int, backend: str = "torch-cpu",
+               batch: int = 1, threads: int | None = None, store: Store | None = None,
+               progress: Callable[[int, int, ArchConfig], None] | None = None,
+               **settings: Any) -> DevicePredictor:
+    """Measure up to ``samples`` architectures (the stored training set first, then the most
+    diverse ``candidates`` by :func:`config_features`, cheap enough for hundreds), fit the predictor and store it; ``progress(i, n, cfg)`` is called
+    before each measurement."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise EdgeExploreError(f"samples must be a positive integer, not {samples!r}")
+    store = _open(store)
+    b = resolve_backend(backend, threads=threads, **settings)
+    key = predictor_key(b, batch)
+    row = tables.get_predictor(store, key)
+    known = [ArchConfig.from_dict(d) for d in row["archs"]] if row else []
+    pool = list({c.hash: c for c in [*known, *candidates]}.values())
+    if samples > len(pool):
+        raise EdgeExploreError(f"{samples} samples asked for, but only {len(pool)} distinct "
+                               "architectures to choose from")
+    order = select_diverse([config_features(c) for c in pool], max(samples, len(known)),
+                           chosen=list(range(len(known))))
+    chosen = [pool[i] for i in order]
+    latencies = []
+    for i, cfg in enumerate(chosen):
+        if progress is not None:
+            progress(i, len(chosen), cfg)
+        latencies.append(measure_arch(cfg, backend=b, batch=batch, store=store).median_ms)
+    device = _short_device(b.describe_device())
+    return _fit_and_save(store, key, device, chosen, latencies)
+
+
+def load_predictor(backend: str = "torch-cpu", batch: int = 1, threads: int | None = None,
+                   store: Store | None = None, **settings: Any) -> DevicePredictor | None:
+    """The stored predictor for this backend, settings and device, refitted from its cached
+    measurements; None when none was fitted here."""
+    store = _open(store)
+    b = resolve_backend(backend, threads=threads, **settings)
+    key = predictor_key(b, batch)
+    row = tables.get_predictor(store, key)
+    if row is None:
+        return None
+    archs, latencies = [], []
+    for d in row["archs"]:
+        cfg = ArchConfig.from_dict(d)
+        hit = tables.cached_record(store, cache_key(cfg.hash, input_shape_for(cfg, batch), b))
+        if hit is not None:  # a measurement deleted from the cache leaves the training set
+            archs.append(cfg)
+            latencies.append(hit["median_ms"])
+    model = fit_predictor([arch_features(c) for c in archs], latencies)
+    return DevicePredictor(key, row["device"], archs, latencies, model)
+
+
+def add_measurements(pred: DevicePredictor, cfgs: list[ArchConfig], latencies: list[float],
+                     store: Store | None = None) -> DevicePredictor:
+    """``pred`` refitted with more measured architectures (already in the cache) and stored."""
+    merged = {c.hash: (c, y) for c, y in zip(pred.archs, pred.latencies)}
+    merged.update({c.hash: (c, y) for c, y in zip(cfgs, latencies)})
+    archs = [c for c, _ in merged.values()]
+    return _fit_and_save(_open(store), pred.key, pred.device, archs,
+                         [y for _, y in merged.values()])
+

@@ -1,0 +1,231 @@
+"""A learned latency predictor: a regression from cheap architecture features, fitted per device.
+
+The ``lut`` backend ranks well but its absolute error follows whatever it misses between units
+(issue 15: MAPE 11%, 11 of 12 too high). This predictor instead learns latency from a few
+architectures measured on the device itself, with the backend and settings the search uses:
+
+* **features** (:func:`arch_features`): FLOPs, parameters and activations (fvcore), the FLOPs of
+  each block kind, each stage's FLOPs, token count, width and depth, the input's pixels and the
+  number of leaf modules (a proxy for kernel launches / per-op dispatch), all computed without
+  timing anything, so a prediction for a phone needs no phone;
+* **which architectures to measure** (:func:`select_diverse`): greedy farthest-point selection in
+  standardised log-feature space, so 20-30 measurements span the space instead of clustering
+  where random sampling happens to fall;
+* **the model** (:func:`fit_predictor`): candidates are compared by leave-one-out
+  cross-validation on the measured architectures and the best by MAPE is kept; its
+  cross-validated error (share within ±5% and ±10%, MAPE, worst error, Kendall's tau) is the
+  error reported with every prediction, so it is never flattered by the fit.
+
+Candidates: ``additive`` (latency as a non-negative weighted sum of per-kind FLOPs, activations
+and module count, fitted for relative error: each term is work a device does, so it
+extrapolates sensibly), ``ridge-log`` (ridge regression of log latency on log features:
+multiplicative effects) and ``gbm-log`` (scikit-learn gradient boosting on the same: non-linear,
+but needs more samples than a phone user takes).
+
+Persistence (:func:`save` / :func:`load`): the store keeps, per device fingerprint, backend,
+settings and batch, the training architectures and the CV report, never a pickled model; the
+model is refitted from the cached measurements when loaded (a fit takes well under a second).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import BLOCKS, STAGE_STRIDES, ArchConfig
+from ..errors import EdgeExploreError
+
+#: candidates in order of preference when their CV errors tie (simplest first)
+METHODS = ("additive", "ridge-log", "gbm-log")
+#: fewest measurements a fit accepts: below this leave-one-out says nothing
+MIN_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Features:
+    """Named, non-negative features of one architecture at its resolution."""
+
+    arch_hash: str
+    values: dict[str, float]
+
+
+def feature_names() -> list[str]:
+    kinds = [f"flops_{k}" for k in sorted(BLOCKS)]
+    stages = [f"{n}{i}" for i in range(1, 5) for n in ("flops_s", "tokens_s", "width_s",
+                                                        "depth_s")]
+    return ["flops", "params", "activations", "pixels", "modules", *kinds, *stages]
+
+
+def arch_features(cfg: ArchConfig) -> Features:
+    """The features of ``cfg``: FLOPs counting (~0.1-0.3 s, cached) and a meta-device build."""
+    import torch
+
+    from ..cost import count_cost
+    from ..models import build
+
+    cost = count_cost(cfg)
+    with torch.device("meta"):  # shapes only: no weights are initialised
+        model = build(cfg)
+    h, w = cfg.resolution
+    v: dict[str, float] = {
+        "flops": cost.flops, "params": cost.params, "activations": cost.activations,
+        "pixels": h * w, "modules": sum(1 for m in model.modules() if not any(m.children())),
+    }
+    v.update({f"flops_{k}": 0.0 for k in BLOCKS})
+    for i, (st, stride) in enumerate(zip(cfg.stages, STAGE_STRIDES), start=1):
+        flops = cost.per_stage.get(f"stage{i}", 0)
+        v[f"flops_{st.block}"] += flops
+        v.update({f"flops_s{i}": flops, f"tokens_s{i}": (h // stride) * (w // stride),
+                  f"width_s{i}": st.width, f"depth_s{i}": st.depth})
+    return Features(cfg.hash, {k: float(v[k]) for k in feature_names()})
+
+
+def config_features(cfg: ArchConfig) -> Features:
+    """Features from the config alone (microseconds, no FLOP counting), for choosing among
+    hundreds of candidates: per block kind, Σ tokens·width²·depth (the shape of its FLOPs) and
+    its block count; per stage, tokens, width and depth; the input's pixels."""
+    h, w = cfg.resolution
+    v: dict[str, float] = {"pixels": h * w}
+    v.update({f"work_{k}": 0.0 for k in sorted(BLOCKS)})
+    v.update({f"blocks_{k}": 0.0 for k in sorted(BLOCKS)})
+    for i, (st, stride) in enumerate(zip(cfg.stages, STAGE_STRIDES), start=1):
+        tokens = (h // stride) * (w // stride)
+        v[f"work_{st.block}"] += tokens * st.width ** 2 * st.depth
+        v[f"blocks_{st.block}"] += st.depth
+        v.update({f"tokens_s{i}": tokens, f"width_s{i}": st.width, f"depth_s{i}": st.depth})
+    return Features(cfg.hash, {k: float(x) for k, x in v.items()})
+
+
+def _matrix(features: list[Features]) -> Any:
+    import numpy as np
+
+    names = list(features[0].values)
+    return np.array([[f.values[n] for n in names] for f in features], dtype=float)
+
+
+def select_diverse(features: list[Features], n: int, chosen: list[int] | tuple = ()) -> list[int]:
+    """Indices of ``n`` architectures to measure: ``chosen`` first, then greedy farthest-point.
+
+    Any features will do (:func:`config_features` for a large pool, :func:`arch_features`).
+    Distances are Euclidean on standardised log features, so FLOPs and module counts weigh the
+    same; the first pick (when nothing is chosen yet) is the architecture nearest the centre, and
+    each next one is the farthest from everything picked, which covers the extremes a regression
+    must not extrapolate to.
+    """
+    import numpy as np
+
+    if n > len(features):
+        raise EdgeExploreError(f"cannot choose {n} architectures out of {len(features)}")
+    x = np.log1p(_matrix(features))
+    spread = x.std(axis=0)
+    x = (x - x.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    picked = list(dict.fromkeys(chosen))[:n]
+    if not picked:
+        picked = [int(np.argmin((x ** 2).sum(axis=1)))]
+    dist = np.min([((x - x[i]) ** 2).sum(axis=1) for i in picked], axis=0)
+    while len(picked) < n:
+        nxt = int(np.argmax(dist))
+        picked.append(nxt)
+        dist = np.minimum(dist, ((x - x[nxt]) ** 2).sum(axis=1))
+    return picked
+
+
+def _additive_columns() -> list[str]:
+    return [f"flops_{k}" for k in sorted(BLOCKS)] + ["activations", "modules"]
+
+
+def _estimator(method: str, n: int) -> Any:
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.linear_model import LinearRegression, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if method == "additive":
+        # not centred, so a zero-work term contributes zero and positivity keeps its meaning
+        return make_pipeline(StandardScaler(with_mean=False), LinearRegression(positive=True))
+    if method == "ridge-log":
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=[10.0 ** k for k in range(-3, 4)]))
+    if method == "gbm-log":
+        return GradientBoostingRegressor(n_estimators=100, max_depth=2, learning_rate=0.05,
+                                         min_samples_leaf=max(2, n // 10), random_state=0)
+    raise EdgeExploreError(f"unknown predictor method {method!r}; one of {', '.join(METHODS)}")
+
+
+def _design(method: str, features: list[Features]) -> Any:
+    import numpy as np
+
+    if method == "additive":
+        names = _additive_columns()
+        return np.array([[f.values[c] for c in names] for f in features], dtype=float)
+    return np.log1p(_matrix(features))
+
+
+def _fit_one(method: str, features: list[Features], y: list[float]) -> Any:
+    import numpy as np
+
+    est = _estimator(method, len(y))
+    x, t = _design(method, features), np.asarray(y, dtype=float)
+    if method == "additive":
+        # weights 1/y²: least squares on relative error, so a 5 ms network counts like a 50 ms one
+        est.fit(x, t, linearregression__sample_weight=1.0 / t ** 2)
+    else:
+        est.fit(x, np.log(t))
+    return est
+
+
+def _predict_one(method: str, est: Any, features: list[Features]) -> list[float]:
+    import numpy as np
+
+    out = est.predict(_design(method, features))
+    out = out if method == "additive" else np.exp(out)
+    return [max(float(v), 1e-6) for v in out]
+
+
+def error_report(pred: list[float], true: list[float]) -> dict[str, float]:
+    """Share within ±5% / ±10%, MAPE, worst relative error and Kendall's tau of ``pred``."""
+    from scipy.stats import kendalltau
+
+    errs = [abs(p - t) / t for p, t in zip(pred, true)]
+    tau = kendalltau(pred, true).statistic if len(true) > 1 else float("nan")
+    return {"n": len(errs), "within5": sum(e <= 0.05 for e in errs) / len(errs),
+            "within10": sum(e <= 0.10 for e in errs) / len(errs),
+            "mape": statistics.fmean(errs), "max_ape": max(errs),
+            "tau": float(tau) if not math.isnan(tau) else None}
+
+
+def cross_validate(method: str, features: list[Features], y: list[float]) -> list[float]:
+    """Leave-one-out predictions: each architecture predicted by a fit without it."""
+    return [_predict_one(method, _fit_one(method, features[:i] + features[i + 1:],
+                                          y[:i] + y[i + 1:]), [features[i]])[0]
+            for i in range(len(y))]
+
+
+@dataclass
+class FittedPredictor:
+    """The chosen regression, refitted on every measured architecture, and its CV error."""
+
+    method: str
+    estimator: Any
+    report: dict[str, Any]
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)  # every method's CV
+
+    def predict(self, features: list[Features]) -> list[float]:
+        return _predict_one(self.method, self.estimator, features)
+
+
+def fit_predictor(features: list[Features], latencies_ms: list[float],
+                  methods: tuple[str, ...] = METHODS) -> FittedPredictor:
+    """Compare ``methods`` by leave-one-out MAPE, refit the best on everything, report its CV."""
+    if len(features) != len(latencies_ms):
+        raise EdgeExploreError("the predictor needs one latency per architecture")
+    if len(features) < MIN_SAMPLES:
+        raise EdgeExploreError(f"the predictor needs at least {MIN_SAMPLES} measured "
+                               f"architectures, not {len(features)}")
+    if any(not v > 0 for v in latencies_ms):
+        raise EdgeExploreError("every measured latency must be positive")
+    cv = {m: cross_validate(m, features, latencies_ms) for m in methods}
+    reports = {m: error_report(p, latencies_ms) for m, p in cv.items()}
+    best = min(methods, key=lambda m: (round(reports[m]["mape"], 4), methods.index(m)))
+    return FittedPredictor(best, _fit_one(best, features, latencies_ms), reports[best], reports)
