@@ -157,6 +157,8 @@ class ParetoResult:
     references: list[ReferencePoint] = field(default_factory=list)
     #: how to measure the references no stored trial answers (analysis.query.PresetRequest)
     preset_requests: list[Any] = field(default_factory=list)
+    #: complete trials left out for lacking a value of some objective (e.g. full_accuracy)
+    left_out: int = 0
 
     @property
     def front(self) -> list[int]:
@@ -186,6 +188,7 @@ class ParetoResult:
             "reference_point": dict(zip([o.name for o in self.objectives], self.reference_values)),
             "group_hypervolumes": self.group_hypervolumes,
             "presets": [{"name": r.name, **r.values, "note": r.note} for r in self.references],
+            "left_out": self.left_out,
         }
 
 
