@@ -53,14 +53,18 @@ def open_store(storage: str | None = None) -> Engine:
         raise EdgeExploreError(f"cannot read the database {url}: {db.error_reason(e)}") from None
 
 
-def full_accuracy():
-    """``full_accuracy``: best top-1 of the latest complete full training (``trainings``) of the
-    trial's architecture; None where it was never trained in full."""
+def _full_accuracy_of(arch_hash: Any):
     from ..store.trainings import Training as F
 
     return (select(F.best_top1)
-            .where(F.arch_hash == T.arch_hash, F.kind == "full", F.state == COMPLETE)
-            .order_by(F.id.desc()).limit(1).scalar_subquery())
+            .where(F.arch_hash == arch_hash, F.kind == "full", F.state == COMPLETE)
+            .order_by(F.id.desc()).limit(1))
+
+
+def full_accuracy():
+    """``full_accuracy``: best top-1 of the latest complete full training (``trainings``) of the
+    trial's architecture; None where it was never trained in full."""
+    return _full_accuracy_of(T.arch_hash).scalar_subquery()
 
 
 @cache
@@ -468,6 +472,9 @@ def pareto_front(
             )
         backends = sorted(b for b in conn.scalars(
             select(T.backend).where(*conds).distinct()) if b)
+        # e.g. trials never trained in full, for full_accuracy: said, not silently dropped
+        left_out = conn.scalar(_base_select(func.count()).where(
+            T.state == COMPLETE, *conds[1 + len(cols):])) - len(rows)
         # the shape the presets are measured at: the trials' most common input and classes
         shape = conn.execute(
             select(T.resolution, A.num_classes, func.count().label("n"))
@@ -480,9 +487,6 @@ def pareto_front(
             f"the trials were timed on several backends ({', '.join(backends)}); "
             "pick one with --backend"
         )
-        # e.g. trials never trained in full, for full_accuracy: said, not silently dropped
-        left_out = conn.scalar(select(func.count()).select_from(T).where(
-            T.state == COMPLETE, *conds[1 + len(cols):])) - len(rows)
     values = np.array([r[2:] for r in rows], dtype=float)
     result = analyse(values, objs, ids=[r[0] for r in rows], groups=[r[1] for r in rows])
     result.left_out = left_out
@@ -572,13 +576,15 @@ def preset_requests(
             point = ReferencePoint(name, values, f"stored trial {trial_id}")
         else:
             trial_id, point = None, ReferencePoint(name, dict.fromkeys(need), "not measured")
+            if "full_accuracy" in need:  # a preset trained in full (`train`) is a reference
+                point.values["full_accuracy"] = _full_training(cfg.hash, storage)
         out.append(PresetRequest(point, cfg, backend, settings, training, trial_id))
     return out
 
 
 def _stored_preset(arch_hash: str, need: list[str], backend: str | None,
                    studies: Sequence[str], storage: str | None):
-    cols = [getattr(T, n) for n in need]
+    cols = [trial_fields()[n].expr for n in need]
     q = select(T.id, *cols).where(T.arch_hash == arch_hash, T.state == COMPLETE,
                                   *[c.is_not(None) for c in cols])
     if studies:
@@ -590,6 +596,12 @@ def _stored_preset(arch_hash: str, need: list[str], backend: str | None,
     if row is None:
         return None
     return row[0], {n: float(v) for n, v in zip(need, row[1:])}
+
+
+def _full_training(arch_hash: str, storage: str | None) -> float | None:
+    """``full_accuracy`` of an architecture that may be no trial (a preset trained in full)."""
+    with open_store(storage).connect() as conn:
+        return conn.scalar(_full_accuracy_of(arch_hash))
 
 
 def _backend_settings(backend: str, studies: Sequence[str], storage: str | None

@@ -135,10 +135,23 @@ def train_full(cfg: ArchConfig, spec: TrainingSpec, run: FullRun, storage: str |
     with the same spec (unless ``force``); a ``run.resume`` continues the recorded run."""
     from .pipeline import evaluate
 
+    if not run.resume:
+        cfg = as_trained(cfg, spec)
     url = db.normalise_url(storage)
     recorder = TrainingRecorder(url, cfg, spec, output=run.output, resume=run.resume)
     return evaluate(cfg, recorder, training=spec, storage=url, run=run,
                     force=force or run.resume)
+
+
+def as_trained(cfg: ArchConfig, spec: TrainingSpec) -> ArchConfig:
+    """``cfg`` at the input size and class count it is trained with (the trainer sets them from
+    the recipe and the data), so the row names the network trained: the same hash as a trial
+    searched at that size on that data, or a preset drawn beside such a study's front."""
+    from ..training import loaders
+
+    classes = loaders.open_splits(spec.data.spec, spec.seed).num_classes
+    size = spec.recipe.get("resolution")
+    return cfg.replace(num_classes=classes, resolution=tuple(size) if size else cfg.resolution)
 
 
 def recorded_run(output: str, storage: str | None) -> tuple[ArchConfig, TrainingSpec] | None:
