@@ -124,7 +124,7 @@ def _recording(storage: str | None) -> bool:
 def _run(cfg, data, output: Path, recipe, seed: int, resume: bool, stop_after, device,
          force: bool, storage: str | None) -> None:
     from ..evaluation import FullRun, TrainingSpec
-    from ..evaluation.trainings import recorded_run, train_full
+    from ..evaluation.trainings import as_trained, recorded_run, train_full
     from ..training.full import train
 
     folder = str(output.resolve())
@@ -137,6 +137,7 @@ def _run(cfg, data, output: Path, recipe, seed: int, resume: bool, stop_after, d
         cfg, spec = recorded
     else:
         spec = TrainingSpec.full(recipe, data, seed)
+        cfg = as_trained(cfg, spec)
     out = train_full(cfg, spec, FullRun(folder, resume, stop_after, device, click.echo),
                      storage, force)
     if out.prior is not None:

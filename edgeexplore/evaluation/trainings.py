@@ -131,12 +131,11 @@ class TrainingRecorder(Recorder):
 
 def train_full(cfg: ArchConfig, spec: TrainingSpec, run: FullRun, storage: str | None,
                force: bool = False) -> Outcome:
-    """Train ``cfg`` in full into ``run.output`` and record it, or reuse a complete training
-    with the same spec (unless ``force``); a ``run.resume`` continues the recorded run."""
+    """Train ``cfg`` (see :func:`as_trained`) in full into ``run.output`` and record it, or
+    reuse a complete training with the same spec (unless ``force``); a ``run.resume`` continues
+    the recorded run."""
     from .pipeline import evaluate
 
-    if not run.resume:
-        cfg = as_trained(cfg, spec)
     url = db.normalise_url(storage)
     recorder = TrainingRecorder(url, cfg, spec, output=run.output, resume=run.resume)
     return evaluate(cfg, recorder, training=spec, storage=url, run=run,
