@@ -57,6 +57,8 @@ def retrain(trials: Sequence[Any], spec: TrainingSpec, storage: str | None, outp
     """Train each candidate (``analysis.fidelity.Candidate``) with ``spec`` unless a complete
     training exists; returns how many were trained now. Full trainings go to
     ``output/ARCH_HASH``."""
+    from ..training.checkpoint import LAST
+
     url = db.normalise_url(storage)
     trained = 0
     for n, c in enumerate(trials, 1):
@@ -68,7 +70,7 @@ def retrain(trials: Sequence[Any], spec: TrainingSpec, storage: str | None, outp
             folder = Path(output) / cfg.hash
             with db.session_scope(url) as s:
                 done = find_complete(s, cfg.hash, spec.key) is not None
-            resume = not done and (folder / "last.pt").is_file()
+            resume = not done and (folder / LAST).is_file()
             run = FullRun(str(folder.resolve()), resume, None, device, log)
             out = train_full(cfg, spec, run, url)
         else:

@@ -33,6 +33,7 @@ from .. import store
 from ..config import ArchConfig
 from ..errors import ConfigError
 from ..store import db
+from ..store.trainings import STOPPED
 from .outcome import Outcome, Prior, failure_reason
 from .recorders import Recorder, prior_from_row
 from .specs import EarlyStop, FullRun, LatencySpec, TrainingSpec
@@ -212,7 +213,7 @@ def _train_full(cfg: ArchConfig, training: TrainingSpec, out: Outcome, run: Full
     out.accuracy = best["top1"] / 100 if best.get("epoch") else None
     out.epochs = summary["epochs_done"]
     out.metrics["full"] = summary
-    out.state = store.COMPLETE if summary["finished"] else "stopped"
+    out.state = store.COMPLETE if summary["finished"] else STOPPED
 
 
 def _store(out: Outcome, cfg: ArchConfig | None, cost: Any, url: str, recorder: Recorder,
