@@ -98,7 +98,7 @@ def test_one_key_for_one_training():
     assert spec.key == store.train_key(spec.recipe, DATA.to_dict(), 0)
     # another kind is part of its own key: the same settings trained in full are another training
     assert TrainingSpec(spec.recipe, DATA, kind="full").key != spec.key
-    assert TrainingSpec.full({"epochs": 3}, "synthetic").canonical()["kind"] == "full"
+    assert TrainingSpec.full({"epochs": 10}, "synthetic").canonical()["kind"] == "full"
     with pytest.raises(ConfigError, match="training kind 'long' is not known"):
         TrainingSpec(spec.recipe, DATA, kind="long")
     with pytest.raises(ConfigError, match="needs at least 'spec'"):
