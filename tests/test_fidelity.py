@@ -70,6 +70,12 @@ def test_fidelity_retrains_reports_and_reuses(study, tmp_path, capsys):
     assert {t["arch_hash"]: t["long_accuracy"] for t in rep["trials"]} == long
     assert -1 <= rep["proxy"]["tau"] <= 1 and -1 <= rep["proxy"]["rho"] <= 1
 
+    # csv: the same per-trial values, one trial a row
+    assert main([*args, "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "trial_id,number,arch_hash,on_front,accuracy,long_accuracy,flops,params"
+    assert len(lines) == 5
+
 
 def test_fidelity_bad_input(study, capsys):
     assert main(["fidelity", "nope", "--storage", str(study)]) == 1

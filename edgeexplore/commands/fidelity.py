@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from .options import console, storage_option
-from .output import Column
+from .options import console, format_option, storage_option
+from .output import Column, emit
 
 
 def _ci(lo: float, hi: float) -> str:
@@ -42,8 +42,7 @@ def _ci(lo: float, hi: float) -> str:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Scatter of proxy against long accuracy (.png, .svg or .pdf).")
 @click.option("--device", default=None, help="cpu or cuda, for full trainings.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@format_option()
 @storage_option()
 def fidelity_cmd(study, top, recipe, epochs_factor, data, output, plot_path, device, fmt,
                  storage) -> None:
@@ -62,7 +61,8 @@ def fidelity_cmd(study, top, recipe, epochs_factor, data, output, plot_path, dev
 
     trials = analysis.choose_trials(study, top, storage)
     spec = training.long_spec(study, recipe, epochs_factor, data, storage)
-    log = (lambda s: click.echo(s, err=True)) if fmt == "json" else click.echo
+    # progress on stderr where stdout is a document for programs
+    log = click.echo if fmt == "table" else (lambda s: click.echo(s, err=True))
     log(f"{len(trials)} trials ({sum(c.on_front for c in trials)} on the front), "
         f"{spec.kind} training of {spec.epochs} epochs, key {spec.key}")
     training.retrain(trials, spec, storage, output, device, log)
@@ -71,24 +71,33 @@ def fidelity_cmd(study, top, recipe, epochs_factor, data, output, plot_path, dev
         analysis.plot(rep, plot_path)
     if fmt == "json":
         click.echo(json.dumps(rep.to_dict(), indent=1, default=str))
+    elif fmt == "csv":  # the per-trial values; the correlations are in json and the table
+        emit(_rows(rep), fmt, COLUMNS)
     else:
         _print(rep)
     if plot_path:
         click.echo(f"Plot written to {plot_path}.", err=True)
 
 
+COLUMNS = [Column("trial_id", "trial", right=True), Column("number", "#", right=True),
+           Column("arch_hash", "architecture"),
+           Column("on_front", "front", lambda v: "yes" if v else ""),
+           Column.metric("accuracy"),
+           Column("long_accuracy", "long top-1 (%)",
+                  lambda v: "-" if v is None else f"{100 * v:.2f}", right=True),
+           Column.metric("flops"), Column.metric("params")]
+
+
+def _rows(rep) -> list[dict]:
+    return [{k: v for k, v in asdict(c).items() if k != "config"} for c in rep.trials]
+
+
 def _print(rep) -> None:
     from .output import table
 
     con = console()
-    rows = [{**asdict(c), "front": "yes" if c.on_front else ""} for c in rep.trials]
-    cols = [Column("trial_id", "trial", right=True), Column("number", "#", right=True),
-            Column("arch_hash", "architecture"), Column("front"),
-            Column.metric("accuracy"), Column("long_accuracy", "long top-1 (%)",
-                                              lambda v: "-" if v is None else f"{100 * v:.2f}",
-                                              right=True),
-            Column.metric("flops"), Column.metric("params")]
-    con.print(table(rows, cols, f"Fidelity of study {rep.study} (long key {rep.spec_key})"))
+    con.print(table(_rows(rep), COLUMNS,
+                    f"Fidelity of study {rep.study} (long key {rep.spec_key})"))
     corr = [("proxy accuracy", rep.proxy), ("FLOPs (baseline)", rep.flops),
             ("parameters (baseline)", rep.params)]
     for name, c in corr:
