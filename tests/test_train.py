@@ -168,7 +168,8 @@ def test_torchrun_two_cpu_processes(workspace, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
          "--standalone", "-m", "edgeexplore", "train", "edgevit_xxs",
          "--data", f"folder:{data}", "--recipe", str(recipe), "--resolution", "32",
-         "--epochs", "1", "--batch-size", "4", "-o", str(out)],
+         "--epochs", "1", "--batch-size", "4", "-o", str(out),
+         "--storage", str(tmp_path / "ddp.db")],
         check=False, capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -181,6 +182,13 @@ def test_torchrun_two_cpu_processes(workspace, tmp_path):
     assert results["world_size"] == 2
     assert results["weights_digest"][0] == results["weights_digest"][1]
     assert proc.stdout.count("epoch 1/1") == 1  # only rank 0 logs
+    # every rank runs the pipeline (they agree on reuse); only rank 0 records
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "ddp.db")
+    rows = con.execute("SELECT state, epochs_done, output FROM trainings").fetchall()
+    con.close()
+    assert rows == [("complete", 1, str(out))]
 
 
 # ---------------------------------------------------------------- bad input, one sentence each
