@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "edgeexplore.commands.models",
     "edgeexplore.commands.latency",
     "edgeexplore.commands.query",
+    "edgeexplore.commands.fidelity",
     "edgeexplore.commands.ablate",
     "edgeexplore.commands.search",
     "edgeexplore.commands.store",

@@ -19,6 +19,7 @@ Direction = Literal["max", "min"]
 #: the direction a metric takes when a spec names it without one
 DEFAULT_DIRECTIONS: dict[str, Direction] = {
     "accuracy": "max",
+    "full_accuracy": "max",
     "latency_ms": "min",
     "latency_p90_ms": "min",
     "flops": "min",

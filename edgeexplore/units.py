@@ -17,6 +17,7 @@ COUNTS = ("flops", "params", "activations")
 #: keep the fixed unit on an axis; text uses format_value, where counts follow COUNTS' rule)
 DISPLAY: dict[str, tuple[str, str, float]] = {
     "accuracy": ("Top-1 accuracy", "%", 100.0),
+    "full_accuracy": ("Full-training top-1", "%", 100.0),
     "latency_ms": ("Latency", "ms", 1.0),
     "latency_p90_ms": ("Latency p90", "ms", 1.0),
     "flops": ("FLOPs", "G", 1e-9),

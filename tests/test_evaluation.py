@@ -97,8 +97,11 @@ def test_one_key_for_one_training():
     assert TrainingSpec.proxy(RECIPE, DataSpec("synthetic", subset=4, val_subset=2)).key != spec.key
     # keys stored before the pipeline existed (store.train_key) still find their rows
     assert spec.key == store.train_key(spec.recipe, DATA.to_dict(), 0)
-    with pytest.raises(ConfigError, match="training kind 'full' is not known"):
-        TrainingSpec(spec.recipe, DATA, kind="full")
+    # another kind is part of its own key: the same settings trained in full are another training
+    assert TrainingSpec(spec.recipe, DATA, kind="full").key != spec.key
+    assert TrainingSpec.full({"epochs": 10}, "synthetic").canonical()["kind"] == "full"
+    with pytest.raises(ConfigError, match="training kind 'long' is not known"):
+        TrainingSpec(spec.recipe, DATA, kind="long")
     with pytest.raises(ConfigError, match="needs at least 'spec'"):
         DataSpec.from_dict({"subset": 3})
 

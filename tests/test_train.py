@@ -48,7 +48,7 @@ def make_folder(root: Path, classes: int = 3, train: int = 8, val: int = 4) -> P
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 pixels = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
-                pixels[..., c] += 150
+                pixels[..., c % 3] += 150  # more than 3 classes share colours
                 Image.fromarray(pixels).save(folder / f"{i}.png")
     return root
 
@@ -168,7 +168,8 @@ def test_torchrun_two_cpu_processes(workspace, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
          "--standalone", "-m", "edgeexplore", "train", "edgevit_xxs",
          "--data", f"folder:{data}", "--recipe", str(recipe), "--resolution", "32",
-         "--epochs", "1", "--batch-size", "4", "-o", str(out)],
+         "--epochs", "1", "--batch-size", "4", "-o", str(out),
+         "--storage", str(tmp_path / "ddp.db")],
         check=False, capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -181,6 +182,13 @@ def test_torchrun_two_cpu_processes(workspace, tmp_path):
     assert results["world_size"] == 2
     assert results["weights_digest"][0] == results["weights_digest"][1]
     assert proc.stdout.count("epoch 1/1") == 1  # only rank 0 logs
+    # every rank runs the pipeline (they agree on reuse); only rank 0 records
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "ddp.db")
+    rows = con.execute("SELECT state, epochs_done, output FROM trainings").fetchall()
+    con.close()
+    assert rows == [("complete", 1, str(out))]
 
 
 # ---------------------------------------------------------------- bad input, one sentence each
@@ -285,3 +293,57 @@ def test_trial_architecture_from_the_store(tmp_path, workspace, capsys):
                             f"folder:{data}", "--recipe", str(recipe), "-o",
                             str(tmp_path / "o")], capsys)
     assert code == 1 and "no trial number 99" in err
+
+
+def test_a_full_training_is_recorded_reused_and_shown_beside_the_proxy(tmp_path, workspace,
+                                                                         capsys):
+    import shutil
+    import sqlite3
+
+    store = tmp_path / "store.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "store-v0.db", store)
+    _, _, recipe = workspace
+    # the study's 10 classes at 32x32: the network trained is the trial's own (same hash)
+    data = make_folder(tmp_path / "data10", classes=10, train=2, val=1)
+    s = ["--storage", str(store)]
+
+    def train(n: int, out: str, *extra: str) -> tuple[int, str, str]:
+        return run_cli(["train", f"trial:tiny/{n}", "--data", f"folder:{data}", "--recipe",
+                        str(recipe), "--resolution", "32", "-o", str(tmp_path / out), *s,
+                        *extra], capsys)
+
+    code, out, _ = train(0, "t0")
+    assert code == 0 and "epoch 2/2" in out
+    con = sqlite3.connect(store)
+    rows = con.execute("SELECT arch_hash, kind, state, epochs, epochs_done, best_top1, "
+                       "final_top1, checkpoint FROM trainings").fetchall()
+    con.close()
+    summary = json.loads((tmp_path / "t0" / "results.json").read_text())
+    (arch, kind, state, epochs, done, best, final, checkpoint), = rows
+    assert (arch, kind, state, epochs, done) == ("6a92d3cd91427464", "full", "complete", 2, 2)
+    assert best == pytest.approx(summary["best"]["top1"] / 100)
+    assert final is not None and checkpoint == str(tmp_path / "t0" / "best.pt")
+
+    # the same architecture, recipe, data and seed: reused, nothing trained, nothing written
+    code, out, _ = train(0, "again")
+    assert code == 0 and "reused training 1" in out and not (tmp_path / "again").exists()
+    code, out, _ = train(0, "forced", "--force")
+    assert code == 0 and "epoch 2/2" in out
+
+    code, out, _ = run_cli(["trials", "show", "1", "--format", "json", *s], capsys)
+    shown = json.loads(out)
+    assert shown["metrics"]["full_accuracy"] == pytest.approx(shown["trainings"][0]["best_top1"])
+    assert [t["state"] for t in shown["trainings"]] == ["complete", "complete"]
+    code, out, _ = run_cli(["trials", "list", "--format", "json", *s], capsys)
+    by_id = {r["id"]: r["full_accuracy"] for r in json.loads(out)}
+    assert by_id[1] == shown["metrics"]["full_accuracy"] and by_id[2] is None
+
+    # a front over full accuracy: trial 2 then 1 trained in full; trial 3 is left out, said so
+    assert train(1, "t1")[0] == 0
+    code, out, _ = run_cli(["pareto", "--study", "tiny", "--objectives",
+                            "full_accuracy:max,latency_ms:min", *s], capsys)
+    assert code == 0 and "1 complete trial left out: no value for full_accuracy" in out
+    code, out, _ = run_cli(["pareto", "--study", "tiny", "--objectives",
+                            "full_accuracy:max,latency_ms:min", "--format", "json", *s], capsys)
+    doc = json.loads(out)
+    assert doc["left_out"] == 1 and {r["id"] for r in doc["front"]} <= {1, 2}

@@ -159,6 +159,8 @@ class ParetoResult:
     references: list[ReferencePoint] = field(default_factory=list)
     #: how to measure the references no stored trial answers (analysis.query.PresetRequest)
     preset_requests: list[Any] = field(default_factory=list)
+    #: complete trials left out for lacking a value of some objective (e.g. full_accuracy)
+    left_out: int = 0
 
     @property
     def front(self) -> list[int]:
@@ -197,6 +199,7 @@ class ParetoResult:
             "group_fronts": {g: [self.ids[i] for i in self.group_front(g)]
                              for g in self.group_hypervolumes},
             "presets": [{"name": r.name, **r.values, "note": r.note} for r in self.references],
+            "left_out": self.left_out,
         }
 
 

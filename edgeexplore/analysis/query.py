@@ -53,6 +53,20 @@ def open_store(storage: str | None = None) -> Engine:
         raise EdgeExploreError(f"cannot read the database {url}: {db.error_reason(e)}") from None
 
 
+def _full_accuracy_of(arch_hash: Any):
+    from ..store.trainings import Training as F
+
+    return (select(F.best_top1)
+            .where(F.arch_hash == arch_hash, F.kind == "full", F.state == COMPLETE)
+            .order_by(F.id.desc()).limit(1))
+
+
+def full_accuracy():
+    """``full_accuracy``: best top-1 of the latest complete full training (``trainings``) of the
+    trial's architecture; None where it was never trained in full."""
+    return _full_accuracy_of(T.arch_hash).scalar_subquery()
+
+
 @cache
 def trial_fields() -> dict[str, Field]:
     """Every name ``where`` and ``sort`` accept, with its kind and column."""
@@ -68,6 +82,7 @@ def trial_fields() -> dict[str, Field]:
                  "images_per_second", "sample_seconds", "cost_seconds", "latency_seconds",
                  "train_seconds", "store_seconds", "total_seconds"):
         add(name, "number", getattr(T, name))
+    add("full_accuracy", "number", full_accuracy(), "top-1 of a full training (trainings)")
     for name in ("study", "state", "backend", "data", "resolution", "reason", "arch_hash"):
         add(name, "text", getattr(T, name))
     add("macro", "text", A.macro)
@@ -149,6 +164,7 @@ class TrialSummary:
     number: int | None
     state: str
     accuracy: float | None
+    full_accuracy: float | None
     latency_ms: float | None
     flops: int | None
     params: int | None
@@ -162,7 +178,8 @@ class TrialSummary:
 
 
 _SUMMARY_COLUMNS = [
-    T.id, T.study, T.number, T.state, T.accuracy, T.latency_ms, T.flops, T.params, T.energy_mj,
+    T.id, T.study, T.number, T.state, T.accuracy, full_accuracy().label("full_accuracy"),
+    T.latency_ms, T.flops, T.params, T.energy_mj,
     T.backend, T.resolution, T.arch_hash,
     (A.stage1_block + "," + A.stage2_block + "," + A.stage3_block + "," + A.stage4_block)
     .label("blocks"),
@@ -223,6 +240,7 @@ class TrialDetail:
     timings: dict[str, float | None]
     curve: list[dict[str, Any]]
     latency: list[dict[str, Any]]  # every cached measurement of the architecture
+    trainings: list[dict[str, Any]]  # its full (and longer-proxy) trainings, newest first
     backend: str | None
     backend_settings: dict[str, Any]
     data: str | None
@@ -255,6 +273,7 @@ def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
                 select(Environment.__table__).where(Environment.id == t["environment_id"])
             ).mappings().first()
         latency = _latency_rows(conn, t["arch_hash"]) if t["arch_hash"] else []
+        trainings = _training_rows(conn, t["arch_hash"]) if t["arch_hash"] else []
     config = json.loads(a["config"]) if a else None
     stages = []
     if config:
@@ -262,6 +281,8 @@ def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
             stages.append({"stage": i, **st})
     metrics = {k: t[k] for k in ("accuracy", "latency_ms", "latency_p90_ms", "latency_cv",
                                  "energy_mj", "epochs", "images_per_second")}
+    full = [r for r in trainings if r["kind"] == "full" and r["state"] == COMPLETE]
+    metrics["full_accuracy"] = full[0]["best_top1"] if full else None  # as the field is
     metrics.update({k: v for k, v in _loads(t["metrics"], {}).items() if k not in metrics})
     cost = {k: t[k] if t[k] is not None else (a[k] if a else None)
             for k in ("params", "flops", "activations")}
@@ -276,7 +297,8 @@ def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
         config=config, stages=stages, metrics=metrics, cost=cost,
         timings={k: t[k] for k in ("sample_seconds", "cost_seconds", "latency_seconds",
                                    "train_seconds", "store_seconds", "total_seconds")},
-        curve=_loads(t["curve"], []), latency=latency, backend=t["backend"],
+        curve=_loads(t["curve"], []), latency=latency, trainings=trainings,
+        backend=t["backend"],
         backend_settings=_loads(t["backend_settings"], {}), data=t["data"],
         resolution=t["resolution"], recipe=_loads(t["recipe"], {}), environment=env_d,
         reused_from=t["reused_from"], started_at=iso_time(t["started_at"]),
@@ -319,6 +341,20 @@ def _latency_rows(conn: Any, arch_hash: str) -> list[dict[str, Any]]:
                 d[k] = iso_time(v)
         out.append(d)
     return out
+
+
+#: ``trainings`` columns ``trials show`` lists
+TRAINING_COLUMNS = ("id", "kind", "state", "epochs_done", "epochs", "best_top1", "best_top5",
+                    "final_top1", "final_top5", "spec_key", "checkpoint", "finished_at")
+
+
+def _training_rows(conn: Any, arch_hash: str) -> list[dict[str, Any]]:
+    from ..store.trainings import Training as F
+
+    rows = conn.execute(select(*(getattr(F, c) for c in TRAINING_COLUMNS))
+                        .where(F.arch_hash == arch_hash).order_by(F.id.desc()))
+    return [{k: iso_time(v) if hasattr(v, "isoformat") else v for k, v in r.items()}
+            for r in rows.mappings()]
 
 
 # -- export -------------------------------------------------------------------------------------
@@ -412,7 +448,8 @@ def pareto_front(
         objs = study_objectives(names[0], storage) or parse_objectives(None)
     else:
         objs = parse_objectives(objectives)
-    cols = [getattr(T, o.name) for o in objs]
+    fields_ = trial_fields()
+    cols = [fields_[o.name].expr for o in objs]
     conds = [T.state == COMPLETE, *[c.is_not(None) for c in cols]]
     clause = _studies_clause(study)
     if clause is not None:
@@ -435,6 +472,9 @@ def pareto_front(
             )
         backends = sorted(b for b in conn.scalars(
             select(T.backend).where(*conds).distinct()) if b)
+        # e.g. trials never trained in full, for full_accuracy: said, not silently dropped
+        left_out = conn.scalar(_base_select(func.count()).where(
+            T.state == COMPLETE, *conds[1 + len(cols):])) - len(rows)
         # the shape the presets are measured at: the trials' most common input and classes
         shape = conn.execute(
             select(T.resolution, A.num_classes, func.count().label("n"))
@@ -449,6 +489,7 @@ def pareto_front(
         )
     values = np.array([r[2:] for r in rows], dtype=float)
     result = analyse(values, objs, ids=[r[0] for r in rows], groups=[r[1] for r in rows])
+    result.left_out = left_out
     if presets:
         chosen = list(PRESET_NAMES) if presets is True else list(presets)
         result.preset_requests = preset_requests(
@@ -535,13 +576,15 @@ def preset_requests(
             point = ReferencePoint(name, values, f"stored trial {trial_id}")
         else:
             trial_id, point = None, ReferencePoint(name, dict.fromkeys(need), "not measured")
+            if "full_accuracy" in need:  # a preset trained in full (`train`) is a reference
+                point.values["full_accuracy"] = _full_training(cfg.hash, storage)
         out.append(PresetRequest(point, cfg, backend, settings, training, trial_id))
     return out
 
 
 def _stored_preset(arch_hash: str, need: list[str], backend: str | None,
                    studies: Sequence[str], storage: str | None):
-    cols = [getattr(T, n) for n in need]
+    cols = [trial_fields()[n].expr for n in need]
     q = select(T.id, *cols).where(T.arch_hash == arch_hash, T.state == COMPLETE,
                                   *[c.is_not(None) for c in cols])
     if studies:
@@ -553,6 +596,12 @@ def _stored_preset(arch_hash: str, need: list[str], backend: str | None,
     if row is None:
         return None
     return row[0], {n: float(v) for n, v in zip(need, row[1:])}
+
+
+def _full_training(arch_hash: str, storage: str | None) -> float | None:
+    """``full_accuracy`` of an architecture that may be no trial (a preset trained in full)."""
+    with open_store(storage).connect() as conn:
+        return conn.scalar(_full_accuracy_of(arch_hash))
 
 
 def _backend_settings(backend: str, studies: Sequence[str], storage: str | None

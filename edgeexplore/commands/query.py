@@ -83,8 +83,8 @@ _study = click.option("--study", "studies", multiple=True, metavar="NAME",
 
 TRIAL_COLUMNS = [
     Column("id", right=True), Column("study"), Column("number", "#", right=True),
-    Column("state"), *map(Column.metric, ("accuracy", "latency_ms", "flops", "params",
-                                          "energy_mj")),
+    Column("state"), *map(Column.metric, ("accuracy", "full_accuracy", "latency_ms", "flops",
+                                          "params", "energy_mj")),
     Column("backend"), Column("resolution"), Column("arch_hash", "architecture"),
     Column("blocks"), Column("depths"), Column("widths"),
 ]
@@ -172,6 +172,9 @@ def _print_trial(t: query.TrialDetail) -> None:
     if t.curve:
         keys = list(dict.fromkeys(k for e in t.curve for k in e))
         con.print(table(t.curve, [Column(k, right=True) for k in keys], "Training curve"))
+    if t.trainings:
+        con.print(table(t.trainings, [Column(k) for k in query.TRAINING_COLUMNS],
+                        "Longer trainings of this architecture (top-1/top-5 as fractions)"))
     if t.recipe:
         con.print("recipe: " + ", ".join(f"{k}={v}" for k, v in t.recipe.items()))
     if t.environment:
@@ -333,6 +336,9 @@ def _print_front(result: ParetoResult, rows: list[dict[str, Any]]) -> None:
                     f"({', '.join(map(str, objs))}){shown}"))
     ref = ", ".join(f"{o.name} {format_value(o.name, v)}"
                     for o, v in zip(objs, result.reference_values))
+    if result.left_out:
+        con.print(f"{result.left_out} complete trial{'s' if result.left_out != 1 else ''} "
+                  f"left out: no value for {' or '.join(o.name for o in objs)}")
     con.print(f"Hypervolume {result.hypervolume:.6g} "
               f"(normalised {result.hypervolume_normalised:.4f}); reference point: {ref}")
     if len(result.group_hypervolumes) > 1:

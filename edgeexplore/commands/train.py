@@ -6,6 +6,7 @@ Both run unchanged under ``torchrun --nproc_per_node=N -m edgeexplore ...``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -70,10 +71,14 @@ def resolve_train_arch(spec: str, storage: str | None):
 @click.option("--stop-after", type=click.IntRange(min=1), default=None, metavar="EPOCH",
               help="Stop after this epoch; --resume continues later (for time-limited jobs).")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
-@storage_option("Where trial:STUDY/N is read")
+@click.option("--force", is_flag=True,
+              help="Train even when the store holds a complete training of this architecture "
+                   "with the same recipe, data and seed.")
+@storage_option("Where trial:STUDY/N is read and, when given (or $EDGEEXPLORE_STORAGE is set), "
+                "where the run is recorded (table trainings)")
 def train_cmd(arch, data, output, recipe_name, epochs, batch_size, lr, warmup_epochs, resolution,
               workers, seed,
-              resume, stop_after, device, storage) -> None:
+              resume, stop_after, device, force, storage) -> None:
     """Train an architecture in full with the authors' recipe (EdgeViT's DeiT recipe or
     EdgeNeXt's), on one GPU, a CPU, or many GPUs and nodes under torchrun.
 
@@ -83,8 +88,8 @@ def train_cmd(arch, data, output, recipe_name, epochs, batch_size, lr, warmup_ep
       torchrun --standalone --nproc_per_node=8 -m edgeexplore train arch.json \\
           --data folder:/data/imagenet --recipe edgenext -o runs/found
       edgeexplore train --resume -o runs/xxs
+      edgeexplore train trial:cifar10/12 --data cifar10 -o runs/t12 --storage cifar.db
     """
-    from ..training.full import train
     from ..training.recipe import load_recipe
 
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
@@ -95,8 +100,7 @@ def train_cmd(arch, data, output, recipe_name, epochs, batch_size, lr, warmup_ep
         if given:
             raise ConfigError("--resume continues the run with its recorded architecture, data "
                               f"and recipe; drop {', '.join(given)}")
-        train(None, None, output, resume=True, stop_after=stop_after, device=device,
-              log=click.echo)
+        _run(None, None, output, None, 0, True, stop_after, device, False, storage)
         return
     if arch is None:
         raise ConfigError("give the architecture to train (a preset, a CONFIG.json or "
@@ -109,8 +113,38 @@ def train_cmd(arch, data, output, recipe_name, epochs, batch_size, lr, warmup_ep
     except ConfigError as e:
         raise ConfigError(str(e).replace("recipe: ", "", 1)) from None
     cfg = resolve_train_arch(arch, storage)
-    train(cfg, data, output, recipe, seed=seed, stop_after=stop_after, device=device,
-          log=click.echo)
+    _run(cfg, data, output, recipe, seed, False, stop_after, device, force, storage)
+
+
+def _recording(storage: str | None) -> bool:
+    """A run is recorded only where a store was named: a plain run stays a plain folder."""
+    return storage is not None or "EDGEEXPLORE_STORAGE" in os.environ
+
+
+def _run(cfg, data, output: Path, recipe, seed: int, resume: bool, stop_after, device,
+         force: bool, storage: str | None) -> None:
+    from ..evaluation import FullRun, TrainingSpec
+    from ..evaluation.trainings import as_trained, recorded_run, train_full
+    from ..training.full import train
+
+    folder = str(output.resolve())
+    recorded = recorded_run(folder, storage) if resume and _recording(storage) else None
+    if not _recording(storage) or (resume and recorded is None):
+        train(cfg, data, output, recipe, seed=seed, resume=resume, stop_after=stop_after,
+              device=device, log=click.echo)
+        return
+    if recorded is not None:
+        cfg, spec = recorded
+    else:
+        spec = TrainingSpec.full(recipe, data, seed)
+        cfg = as_trained(cfg, spec)
+    out = train_full(cfg, spec, FullRun(folder, resume, stop_after, device, click.echo),
+                     storage, force)
+    if out.prior is not None:
+        m = out.prior.metrics
+        click.echo(f"reused training {out.prior.id} of {cfg.hash} with the same recipe, data and "
+                   f"seed: best top-1 {100 * out.accuracy:.2f} in {m.get('output')} (--force "
+                   "trains again)")
 
 
 @click.command("evaluate")

@@ -11,7 +11,9 @@ Stages, each skipped when not asked for and each timed into ``Outcome.timings``:
    and device; ``limits.check_latency`` may reject it;
 4. **train** (with a :class:`TrainingSpec`): reuse an earlier training of the same architecture
    with the same spec key (the recorder's own kind first, then any ``trial_results`` row of any
-   study or ablation), else train: ``complete``, ``pruned`` (stopped early), or ``diverged``;
+   study or ablation; ``force`` skips this), else train: a proxy training ends ``complete``,
+   ``pruned`` (stopped early), or ``diverged``; a full training (kind ``full``, run as
+   :class:`FullRun` says) ``complete`` or ``stopped`` (``stop_after``);
 5. **store**: the architecture and the caller's row in one transaction.
 
 Any exception (Ctrl-C included) is first reported to the recorder, so the row says ``failed``
@@ -33,9 +35,10 @@ from .. import store
 from ..config import ArchConfig
 from ..errors import ConfigError
 from ..store import db
+from ..store.trainings import STOPPED
 from .outcome import Outcome, Prior, failure_reason
 from .recorders import Recorder, prior_from_row
-from .specs import EarlyStop, LatencySpec, TrainingSpec
+from .specs import EarlyStop, FullRun, LatencySpec, TrainingSpec
 
 
 class Limits(Protocol):
@@ -57,11 +60,14 @@ def evaluate(
     early_stop: EarlyStop | None = None,
     data: Any = None,
     progress: bool = True,
+    run: FullRun | None = None,
+    force: bool = False,
 ) -> Outcome:
     """Evaluate ``arch`` and store it through ``recorder``; see the module docstring.
 
     ``data`` is an already loaded bundle for ``training`` (an ablation loads it once for all
-    its runs); by default the spec's data is loaded at the architecture's resolution.
+    its runs); by default the spec's data is loaded at the architecture's resolution. ``run``
+    is required by a ``full`` spec; ``force`` trains even when a stored training could be reused.
     """
     url = db.normalise_url(storage)
     started = time.perf_counter()
@@ -69,7 +75,7 @@ def evaluate(
     known = _Known()
     try:
         cfg, cost = _stages(arch, out, known, recorder, url, training, latency, limits,
-                            early_stop, data, progress)
+                            early_stop, data, progress, run, force)
         _store(out, cfg, cost, url, recorder, started)
     except BaseException as e:
         _store_failure(out, known, url, recorder, failure_reason(e))
@@ -104,7 +110,7 @@ def _timed(out: Outcome, name: str) -> Iterator[None]:
 
 
 def _stages(arch, out, known, recorder, url, training, latency, limits, early_stop, data,
-            progress):
+            progress, run, force):
     """Run the stages into ``out`` (and ``known``); returns the architecture and its cost
     (None where unknown)."""
     if callable(arch):
@@ -144,7 +150,7 @@ def _stages(arch, out, known, recorder, url, training, latency, limits, early_st
     if training is None:
         out.state = store.COMPLETE
         return cfg, cost
-    prior = _find_prior(cfg, training, recorder, url)
+    prior = None if force else _find_prior(cfg, training, recorder, url)
     if prior is not None:
         out.take_prior(prior)
         out.state = store.COMPLETE
@@ -152,7 +158,10 @@ def _stages(arch, out, known, recorder, url, training, latency, limits, early_st
         return cfg, cost
     recorder.start()
     with _timed(out, "train_seconds"):
-        _train(cfg, training, out, url, data, early_stop, progress)
+        if training.kind == "full":
+            _train_full(cfg, training, out, run, recorder)
+        else:
+            _train(cfg, training, out, url, data, early_stop, progress)
     return cfg, cost
 
 
@@ -215,6 +224,25 @@ def _train(cfg: ArchConfig, training: TrainingSpec, out: Outcome, url: str, data
         out.state, out.reason = store.PRUNED, early_stop.reason(res.epochs, res.accuracy)
     else:
         out.state = store.COMPLETE
+
+
+def _train_full(cfg: ArchConfig, training: TrainingSpec, out: Outcome, run: FullRun | None,
+                recorder: Recorder) -> None:
+    from ..training.full import train
+    from ..training.recipe import TrainRecipe
+
+    if run is None:
+        raise ConfigError("a full training needs an output folder (FullRun)")
+    # a resumed run takes its architecture, recipe, data and seed from its own checkpoint
+    args = (None, None) if run.resume else (cfg, training.data.spec)
+    summary = train(*args, run.output, TrainRecipe.from_dict(training.recipe),
+                    seed=training.seed, resume=run.resume, stop_after=run.stop_after,
+                    device=run.device, log=run.log, on_epoch=recorder.epoch)
+    best = summary["best"]
+    out.accuracy = best["top1"] / 100 if best.get("epoch") else None
+    out.epochs = summary["epochs_done"]
+    out.metrics["full"] = summary
+    out.state = store.COMPLETE if summary["finished"] else STOPPED
 
 
 def _store(out: Outcome, cfg: ArchConfig | None, cost: Any, url: str, recorder: Recorder,

@@ -67,7 +67,8 @@ def place_presets(requests: Sequence[Any], train: bool = False, storage: str | N
         out = evaluate(req.config, PresetRecorder(req.point.name, study, training),
                        training=training, latency=latency, storage=storage)
         for name in values:
-            values[name] = out.value(name)
+            if values[name] is None:  # full_accuracy comes from the store, never from here
+                values[name] = out.value(name)
         if "accuracy" in values:
             notes.append(_accuracy_note(out, training, study))
         req.point.note = "; ".join(notes)

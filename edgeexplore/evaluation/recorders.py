@@ -33,6 +33,9 @@ class Recorder:
     def start(self) -> None:
         """Training is about to start (the long part: a row may be committed as running)."""
 
+    def epoch(self, record: dict[str, Any]) -> None:
+        """A full training finished an epoch (its ``log.jsonl`` record); rank 0 only."""
+
     def write(self, session: Session, outcome: Outcome) -> None:
         """Store the outcome, inside the transaction that also stores the architecture."""
         raise NotImplementedError

@@ -16,8 +16,8 @@ from typing import Any
 from ..config import ArchConfig
 from ..errors import ConfigError
 
-#: training kinds the pipeline can run (a full-training kind joins when training/ has one)
-KINDS = ("proxy",)
+#: training kinds the pipeline can run: the short proxy, and training in full (training.full)
+KINDS = ("proxy", "full")
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,21 @@ class TrainingSpec:
         data = data if isinstance(data, DataSpec) else DataSpec.from_dict(data)
         return cls(recipe.to_dict(), data, int(seed))
 
+    @classmethod
+    def full(cls, recipe: Any, data: str, seed: int = 0) -> TrainingSpec:
+        """A full training; ``recipe`` a TrainRecipe or a mapping of its fields, ``data`` the
+        data spec string ``edgeexplore train --data`` takes."""
+        from ..training.recipe import TrainRecipe
+
+        if not isinstance(recipe, TrainRecipe):
+            recipe = TrainRecipe.from_dict(recipe)
+        return cls(recipe.to_dict(), DataSpec(str(data)), int(seed), "full")
+
+    @property
+    def epochs(self) -> int:
+        """The epochs the recipe plans (both trainers name them ``epochs``)."""
+        return int(self.recipe["epochs"])
+
     def canonical(self) -> dict[str, Any]:
         """Everything that decides the result, as plain JSON types.
 
@@ -99,6 +114,18 @@ class TrainingSpec:
         d = self.data
         return load_data(d.spec, resolution=resolution, subset=d.subset,
                          val_subset=d.val_subset, seed=self.seed)
+
+
+@dataclass
+class FullRun:
+    """How a full training runs, beside its spec (none of it changes the result, so none of it
+    is in the key): the output folder, continuing the run there, where to stop, the device."""
+
+    output: str
+    resume: bool = False
+    stop_after: int | None = None
+    device: str | None = None
+    log: Any = print
 
 
 @dataclass(frozen=True)

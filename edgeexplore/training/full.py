@@ -270,23 +270,25 @@ def train(
     stop_after: int | None = None,
     device: str | None = None,
     log: Log = print,
+    on_epoch: Callable[[dict[str, Any]], object] | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` on ``data`` into ``output`` (or continue the run there, ``resume``).
 
     ``stop_after`` ends this invocation after that epoch (a later ``resume`` continues it), for
     schedulers with time limits. Returns the run's summary (also written to
-    ``output/results.json``). Under torchrun every rank calls this; rank 0 writes and logs.
+    ``output/results.json``). Under torchrun every rank calls this; rank 0 writes and logs,
+    and calls ``on_epoch`` with each epoch's log record (the store follows the run with it).
     """
     d = distributed.setup(device)
     try:
-        return _run(arch, data, Path(output), recipe, seed, resume, stop_after, d, log)
+        return _run(arch, data, Path(output), recipe, seed, resume, stop_after, d, log, on_epoch)
     finally:
         distributed.teardown(d)
 
 
 def _run(arch: ArchConfig | None, data: str | None, output: Path, recipe: TrainRecipe | None,
          seed: int, resume: bool, stop_after: int | None, d: distributed.Dist,
-         log: Log) -> dict[str, Any]:
+         log: Log, on_epoch: Callable[[dict[str, Any]], object] | None) -> dict[str, Any]:
     setup = _prepare(arch, data, output, recipe, seed, resume, d.world_size)
     recipe, seed = setup.recipe, setup.seed
     splits = loaders.open_splits(setup.data, seed)
@@ -330,7 +332,7 @@ def _run(arch: ArchConfig | None, data: str | None, output: Path, recipe: TrainR
             f"on {d.device.type}, global batch {recipe.batch_size * d.world_size * recipe.accum_steps}"
             f", lr {trainer.lr:.3g}")
 
-    epoch = first_epoch - 1
+    epoch, final = first_epoch - 1, (setup.resumed or {}).get("metrics") or {}
     bar = progress_bar(enabled=d.is_main)
     task = bar.add_task("", total=updates_per_epoch * recipe.accum_steps)
     with bar:
@@ -354,7 +356,7 @@ def _run(arch: ArchConfig | None, data: str | None, output: Path, recipe: TrainR
             score = (ema_val or val)["top1"]
             improved = score > best["top1"]
             if improved:
-                best = {"top1": score, "epoch": epoch}
+                best = {"top1": score, f"top{k}": (ema_val or val)[f"top{k}"], "epoch": epoch}
             rngs = distributed.gather(d, ckpt.rng_state())
             record = {
                 "epoch": epoch, "train_loss": round(stats["loss"], 6),
@@ -378,6 +380,9 @@ def _run(arch: ArchConfig | None, data: str | None, output: Path, recipe: TrainR
                 log(f"epoch {epoch}/{recipe.epochs} · loss {stats['loss']:.4f} · val {_fmt(val, k)}"
                     f"{ema_text} · {record['train_images_per_second']:.0f} img/s"
                     f"{' · best' if improved else ''}")
+                if on_epoch is not None:
+                    on_epoch(record)
+            final = record
             distributed.barrier(d)
             if stop_after is not None and epoch >= stop_after:
                 break
@@ -386,6 +391,8 @@ def _run(arch: ArchConfig | None, data: str | None, output: Path, recipe: TrainR
     summary = {
         "output": str(output), "arch": cfg.hash, "epochs_done": epoch,
         "epochs": recipe.epochs, "finished": epoch >= recipe.epochs, "best": best,
+        # the weights the summary reports on: EMA when the recipe keeps one, as for best
+        "final": final.get("val_ema") or final.get("val"), "top_k": k,
         "world_size": d.world_size, "weights_digest": digests,
     }
     if d.is_main:

@@ -1,13 +1,13 @@
 """The learned latency predictor's table (issue 15).
 
-Revision ID: 0002_latency_predictor
+Revision ID: 0002
 Revises: 0001
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_latency_predictor"
+revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
