@@ -23,11 +23,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import optuna
+from optuna.trial import TrialState
 from sqlalchemy import delete, select
 
 from edgeexplore import store
+from edgeexplore.analysis.pareto import hypervolume, reference_point
 from edgeexplore.evaluation import (
     DataSpec,
     LatencySpec,
@@ -36,8 +42,10 @@ from edgeexplore.evaluation import (
     evaluate,
     new_trial_row,
 )
+from edgeexplore.search.recipe import StudyRecipe
+from edgeexplore.search.samplers import constraint_violations, make_sampler
 from edgeexplore.search.space import SearchSpace
-from edgeexplore.search.tabular import Table, enumerate_space
+from edgeexplore.search.tabular import Table, TabularObjective, enumerate_space, run_sampler
 from edgeexplore.store import TrialResult, db
 
 HERE = Path(__file__).resolve().parent
@@ -100,21 +108,109 @@ class _Limits:
     def check_cost(self, params: int, flops: int) -> str | None:
         return self.cons.check_cost(params, flops)
 
-    def check_latency(self, cfg, measurement) -> str | None:  # noqa: ANN001 - pipeline protocol
+    def check_latency(self, cfg, measurement) -> str | None:
         return self.cons.check_latency(float(measurement.median_ms))
+
+
+#: the samplers compared, as a study recipe's ``sampler`` entry names them (label -> entry)
+SAMPLERS = {
+    "random": {"name": "random"},
+    "nsga2 pop 4": {"name": "nsga2", "population_size": 4},
+    "nsga2 pop 8": {"name": "nsga2", "population_size": 8},
+    "nsga2 pop 16": {"name": "nsga2", "population_size": 16},
+    "tpe": {"name": "tpe"},
+    "tpe startup 10": {"name": "tpe", "n_startup_trials": 10},
+    "gp": {"name": "gp"},
+    "nni-evolution": {"name": "nni-evolution"},
+}
+BUDGETS = (10, 20, 30, 60)
+OBJECTIVES = ["accuracy: max", "latency_ms: min"]
+
+
+def recipe_for(entry: dict) -> StudyRecipe:
+    return StudyRecipe.from_dict({"space": str(SPACE), "objectives": OBJECTIVES,
+                                  "sampler": entry})
+
+
+def hypervolumes(study: optuna.Study, objectives, ref: np.ndarray, total: float
+                 ) -> list[float]:
+    """Normalised hypervolume after each budget's first N evaluated trials."""
+    done = [t.values for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return [hypervolume(np.array(done[:n]), objectives, ref) / total if done else 0.0
+            for n in BUDGETS]
+
+
+def compare(table: Table, labels: list[str], seeds: int, limit: str | None) -> None:
+    """Run every sampler with ``seeds`` seeds against the table and print the ratios to random."""
+    space = SearchSpace.load(SPACE)
+    if limit:
+        key, _, value = limit.partition("=")
+        space = replace(space, constraints=replace(space.constraints, **{key: float(value)}))
+    rec = recipe_for({"name": "random"})
+    objectives = rec.objectives
+    feasible = [e for e in table.entries.values()
+                if not e.infeasible and not any(v > 0 for v in
+                                                constraint_violations(space.constraints, e.values))]
+    points = np.array([[e.values[o.name] for o in objectives] for e in feasible])
+    ref = reference_point(points, objectives)
+    total = hypervolume(points, objectives, ref)
+    print(f"\n{len(table)} architectures, {len(feasible)} feasible"
+          + (f" under {limit}" if limit else "") + f"; {seeds} seeds per sampler")
+    results: dict[str, np.ndarray] = {}
+    for label in labels:
+        aware = label.endswith("+constraints")
+        entry = SAMPLERS[label.removesuffix(" +constraints")]
+        recipe = recipe_for(entry)
+        objective = TabularObjective(space, table, objectives, constraint_aware=aware)
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs = [hypervolumes(run_sampler(lambda seed, r=recipe: make_sampler(r, seed),
+                                             objective, max(BUDGETS), seed), objectives, ref, total)
+                    for seed in range(seeds)]
+        results[label] = np.array(runs)
+        print(f"  {label}: {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+    base = np.median(results["random"], axis=0)
+    print("| sampler | " + " | ".join(f"{n} trials" for n in BUDGETS) + " |")
+    print("|---|" + "---|" * len(BUDGETS))
+    for label, hv in results.items():
+        cells = []
+        for j in range(len(BUDGETS)):
+            ratio = hv[:, j] / base[j]
+            q1, med, q3 = np.percentile(ratio, [25, 50, 75])
+            beat = float(np.mean(hv[:, j] > base[j]))
+            cells.append(f"{med:.2f} [{q1:.2f}-{q3:.2f}] {beat:.0%}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("cells: median [interquartile range] of the hypervolume ratio to random's median, "
+          "share of seeds above random's median")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", default=str(STORE), help="the table's store file")
     ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--no-build", action="store_true",
+                    help="compare on the rows built so far (a partial table)")
     ap.add_argument("--limit", type=int, help="train at most this many architectures now")
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--samplers", default=",".join(SAMPLERS),
+                    help="comma-separated labels of SAMPLERS (random is always included)")
+    ap.add_argument("--constraint", default="max_params=60000",
+                    help="the limit of the constrained comparison (a space constraint key=value); "
+                         "'' skips it")
     args = ap.parse_args(argv)
     url = db.normalise_url(args.store)
     t = time.perf_counter()
-    table = build(url, limit=args.limit)
+    table = Table.from_store(url, TABLE) if args.no_build else build(url, limit=args.limit)
     print(f"table: {len(table)} architectures ({table.seconds / 60:.1f} min of evaluation "
           f"stored; this run {time.perf_counter() - t:.0f} s)")
+    if args.build_only:
+        return 0
+    labels = ["random"] + [x for x in args.samplers.split(",") if x and x != "random"]
+    compare(table, labels, args.seeds, None)
+    if args.constraint:
+        compare(table, ["random", "tpe", "tpe +constraints", "gp", "gp +constraints"],
+                args.seeds, args.constraint)
     return 0
 
 

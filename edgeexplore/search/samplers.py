@@ -42,6 +42,8 @@ def constraint_violations(cons: Constraints, values: Mapping[str, float]) -> lis
 def set_constraints(trial: optuna.Trial, cons: Constraints, values: Mapping[str, float]) -> None:
     """Store the violations on the trial for the samplers, and as a user attribute for people."""
     violations = constraint_violations(cons, values)
+    if not violations:
+        return
     names = [k for limit, k in ((cons.max_params, "params"), (cons.max_flops, "flops"),
                                 (cons.max_latency_ms, "latency_ms"))
              if limit is not None and values.get(k) is not None]

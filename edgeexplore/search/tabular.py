@@ -9,7 +9,7 @@ costs a dictionary lookup, so a sampler can be run with many seeds and budgets i
 * :class:`Table` maps an architecture hash to its stored result (loaded from a store's
   ``trial_results`` rows of one table study, or built in memory by a test);
 * :func:`run_sampler` runs one Optuna study against a table; a trial's objective values are the
-  table's, an infeasible architecture is told as the study would tell it (see
+  table's, an infeasible architecture is pruned as the search prunes it (see
   :class:`TabularObjective`).
 """
 
@@ -24,7 +24,7 @@ import optuna
 from ..config import ArchConfig
 from ..errors import ConfigError
 from ..objectives import Objective
-from .samplers import CONSTRAINTS_ATTR, constraint_violations
+from .samplers import constraint_violations, set_constraints
 from .space import SearchSpace
 
 #: the most architectures :func:`enumerate_space` lists (a table is meant to be trained in full)
@@ -138,17 +138,17 @@ class Table:
 class TabularObjective:
     """An Optuna objective that looks the sampled architecture up instead of training it.
 
-    An architecture outside the table (not built yet) or refused by the space is pruned, as the
-    search prunes an invalid sample. An infeasible one (over the space's limits) is pruned too,
-    unless ``penalise`` is set: then it is COMPLETE with the worst possible values and its
-    constraint violations stored, which is what constraint-aware samplers learn from (see
-    :func:`edgeexplore.search.samplers.constraint_violations`).
+    As in a search, an architecture the space refuses, one outside the table (not built yet) and
+    one over the space's limits are pruned, and pruned trials do not use the budget. With
+    ``constraint_aware`` every trial also carries its constraint values (as
+    :func:`edgeexplore.search.samplers.set_constraints` stores them in a search), so samplers
+    that read them (TPE, GP) learn where the infeasible region is.
     """
 
     def __init__(self, space: SearchSpace, table: Table, objectives: Sequence[Objective],
-                 num_classes: int = 10, penalise: bool = False) -> None:
+                 num_classes: int = 10, constraint_aware: bool = False) -> None:
         self.space, self.table, self.objectives = space, table, tuple(objectives)
-        self.num_classes, self.penalise = num_classes, penalise
+        self.num_classes, self.constraint_aware = num_classes, constraint_aware
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         try:
@@ -160,19 +160,12 @@ class TabularObjective:
         if entry is None:
             raise optuna.TrialPruned("not in the table")
         cons = self.space.constraints
-        violations = constraint_violations(cons, entry.values)
-        trial.set_user_attr(CONSTRAINTS_ATTR, violations)
-        if entry.infeasible or any(v > 0 for v in violations):
-            if not self.penalise:
-                raise optuna.TrialPruned(entry.infeasible or "over the space's limits")
-            return [_worst(o) for o in self.objectives]
+        if self.constraint_aware:
+            set_constraints(trial, cons, entry.values)
+        if entry.infeasible or any(v > 0 for v in constraint_violations(cons, entry.values)):
+            trial.set_user_attr("infeasible", True)
+            raise optuna.TrialPruned(entry.infeasible or "over the space's limits")
         return [entry.values[o.name] for o in self.objectives]
-
-
-def _worst(o: Objective) -> float:
-    # accuracy cannot go below 0; a cost has no upper bound, but inf would poison the
-    # samplers' arithmetic, so a number far above any real cost
-    return 0.0 if o.direction == "max" else 1e12
 
 
 def run_sampler(make: Callable[[int], optuna.samplers.BaseSampler], objective: TabularObjective,
@@ -192,6 +185,4 @@ def run_sampler(make: Callable[[int], optuna.samplers.BaseSampler], objective: T
 
 
 def _evaluated(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state == optuna.trial.TrialState.COMPLETE
-               and not any(v > 0 for v in t.user_attrs.get(CONSTRAINTS_ATTR, [])))
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
