@@ -186,6 +186,7 @@ def compare(table: Table, labels: list[str], seeds: int, limit: str | None) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", default=str(STORE), help="the table's store file")
     ap.add_argument("--build-only", action="store_true")
