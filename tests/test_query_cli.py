@@ -268,6 +268,12 @@ def test_pareto_noise_marks_front_members(filled):
     marked = within_noise(result.values, result.objectives, result.on_front, {"accuracy": 0.05})
     want = {result.ids[i] for i in np.flatnonzero(marked)}
     assert {p["id"] for p in data["front"] if p["within_noise"]} == want
+    # a spread wider than every accuracy gap: each front member but the fastest is matched by a
+    # faster one, so all of them but that one are marked
+    wide = json.loads(run(*args, "--noise", "1.0").stdout)["front"]
+    fastest = min(wide, key=lambda p: p["latency_ms"])
+    assert len(wide) > 1
+    assert {p["id"] for p in wide if p["within_noise"]} == {p["id"] for p in wide} - {fastest["id"]}
     bad = run("pareto", "--study", "alpha", "--storage", filled.url, "--noise", "accuracy=x")
     assert bad.exit_code != 0 and "NAME=NUMBER" in bad.output
 

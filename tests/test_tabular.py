@@ -130,3 +130,12 @@ def test_constraint_aware_trials_carry_their_violations_and_steer_tpe_away():
         return sum(bool(t.user_attrs.get("infeasible")) for r in runs for t in r)
     # random keeps proposing over-limit architectures at their share; TPE learns to avoid them
     assert infeasible(tpe) < 0.6 * infeasible(rnd)
+
+
+def test_a_continuous_range_cannot_be_tabulated():
+    from edgeexplore.search.tabular import NotFinite
+
+    space = SearchSpace.from_dict({**SPACE, "defaults": {"mlp_ratio": {"low": 2.0, "high": 4.0},
+                                                         "block": "lgl"}})
+    with pytest.raises(NotFinite, match="continuous range"):
+        list(enumerate_space(space))

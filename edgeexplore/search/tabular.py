@@ -31,6 +31,10 @@ from .space import SearchSpace
 MAX_ARCHITECTURES = 5000
 
 
+class NotFinite(ConfigError):
+    """The space has a continuous range: no finite list of architectures to tabulate."""
+
+
 class _Replay:
     """A trial-like that answers ``suggest`` from a list of choice indices and records how many
     choices each decision had, so the caller can step to the next combination. A name asked
@@ -61,7 +65,7 @@ class _Replay:
     def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
                       log: bool = False) -> float:
         if step is None:
-            raise ConfigError(f"{name}: a continuous range has no finite list of architectures")
+            raise NotFinite(f"{name}: a continuous range has no finite list of architectures")
         n = round((high - low) / step)
         return self._choose(name, [low + k * step for k in range(n + 1)])
 
@@ -76,9 +80,9 @@ def enumerate_space(space: SearchSpace, num_classes: int = 10, resolution: Any =
         replay = _Replay(picks)
         try:
             yield space.suggest(replay, num_classes=num_classes, resolution=resolution)
-        except ConfigError as e:
-            if "continuous range" in str(e):
-                raise
+        except NotFinite:
+            raise
+        except ConfigError:
             yield None
         count += 1
         if count > MAX_ARCHITECTURES:
