@@ -187,6 +187,10 @@ def compare(table: Table, labels: list[str], seeds: int, limit: str | None,
             beat = float(np.mean(hv[:, j] > base[j]))
             cells.append(f"{med:.2f} [{q1:.2f}-{q3:.2f}] {beat:.0%}")
         print(f"| {label} | {len(hv)} | " + " | ".join(cells) + " |")
+    # the whole table's front scores 1 (hypervolumes are normalised by it): no sampler can
+    # exceed 1 / random's median, which is how much room random leaves at each budget
+    print("| (ceiling: the whole table's front) | - | "
+          + " | ".join(f"{1 / b:.2f}" for b in base) + " |")
     print("cells: median [interquartile range] of the hypervolume ratio to random's median, "
           "share of seeds above random's median")
 
