@@ -144,3 +144,18 @@ def test_plots(tmp_path):
     assert plot(three, tmp_path / "f3.svg").read_text().lstrip().startswith("<?xml")
     with pytest.raises(EdgeExploreError, match="use a .png"):
         plot(result, tmp_path / "f.gif")
+
+
+def test_front_members_within_noise_are_marked():
+    from edgeexplore.analysis.pareto import pareto_mask, within_noise
+
+    objs = [Objective("accuracy", "max"), Objective("latency_ms", "min")]
+    # b beats a by 0.005 accuracy at 0.1 ms more: inside a 0.01 spread, a matches it.
+    # c is far more accurate than anything as fast as it: its place holds.
+    values = np.array([[0.600, 1.0], [0.605, 1.1], [0.700, 3.0], [0.500, 0.5]])
+    mask = pareto_mask(values, objs)
+    assert mask.tolist() == [True, True, True, True]
+    noisy = within_noise(values, objs, mask, {"accuracy": 0.01})
+    assert noisy.tolist() == [False, True, False, False]
+    # no spread given: nothing is within noise
+    assert not within_noise(values, objs, mask, {}).any()

@@ -256,6 +256,28 @@ def test_pareto_table_json_and_png(filled, tmp_path):
     assert beta["objectives"] == ["accuracy:max", "params:min"]
 
 
+def test_pareto_noise_marks_front_members(filled):
+    from edgeexplore.analysis.pareto import within_noise
+
+    args = ("pareto", "--study", "alpha", "--storage", filled.url, "--no-presets", "--format",
+            "json")
+    plain = json.loads(run(*args).stdout)
+    assert all("within_noise" not in p for p in plain["front"])
+    data = json.loads(run(*args, "--noise", "accuracy=0.05").stdout)
+    result = query.pareto_front("alpha", storage=filled.url)
+    marked = within_noise(result.values, result.objectives, result.on_front, {"accuracy": 0.05})
+    want = {result.ids[i] for i in np.flatnonzero(marked)}
+    assert {p["id"] for p in data["front"] if p["within_noise"]} == want
+    # a spread wider than every accuracy gap: each front member but the fastest is matched by a
+    # faster one, so all of them but that one are marked
+    wide = json.loads(run(*args, "--noise", "1.0").stdout)["front"]
+    fastest = min(wide, key=lambda p: p["latency_ms"])
+    assert len(wide) > 1
+    assert {p["id"] for p in wide if p["within_noise"]} == {p["id"] for p in wide} - {fastest["id"]}
+    bad = run("pareto", "--study", "alpha", "--storage", filled.url, "--noise", "accuracy=x")
+    assert bad.exit_code != 0 and "NAME=NUMBER" in bad.output
+
+
 def test_pareto_three_objectives_two_studies_html(filled, tmp_path):
     html = tmp_path / "front.html"
     res = run("pareto", "--study", "alpha", "--study", "beta", "--objectives",

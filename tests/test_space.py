@@ -210,7 +210,7 @@ def test_constraints_report_reasons():
 def test_shipped_recipes_load():
     for name in ("quickstart", "cifar10"):
         recipe = StudyRecipe.load(ROOT / "studies" / f"{name}.yaml")
-        assert recipe.sampler == "nsga2"
+        assert recipe.sampler == "tpe"
         assert recipe.objectives[0].name == "accuracy"
         assert recipe.objectives[0].direction == "max"
         assert recipe.objectives[1].name == "latency_ms"

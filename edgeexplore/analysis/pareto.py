@@ -98,6 +98,27 @@ def hypervolume(
     return float(compute_hypervolume(front, ref, assume_pareto=False))
 
 
+def within_noise(values: np.ndarray, objectives: Sequence[Objective], mask: np.ndarray,
+                 noise: dict[str, float]) -> np.ndarray:
+    """Front members another point would dominate if each objective could be off by its noise.
+
+    ``noise`` is each objective's seed-to-seed spread (e.g. ``{"accuracy": 0.012}``; objectives
+    left out are taken as exact). A marked member is on the front only by a margin the noise can
+    explain: another trial is at least as good everywhere, give or take that spread, so a retrain
+    with another seed may swap them.
+    """
+    loss = to_loss(values, objectives)
+    eps = np.array([float(noise.get(o.name, 0.0)) for o in objectives])
+    marked = np.zeros(len(loss), dtype=bool)
+    for i in np.flatnonzero(mask):
+        close = np.all(loss <= loss[i] + eps, axis=1)
+        close[i] = False
+        # an identical point is no evidence either way
+        close &= np.any(loss != loss[i], axis=1)
+        marked[i] = bool(close.any())
+    return marked
+
+
 def knee_index(
     values: np.ndarray, objectives: Sequence[Objective], mask: np.ndarray | None = None
 ) -> int | None:
@@ -161,6 +182,8 @@ class ParetoResult:
     preset_requests: list[Any] = field(default_factory=list)
     #: complete trials left out for lacking a value of some objective (e.g. full_accuracy)
     left_out: int = 0
+    #: (n,) bool: front members whose place is within noise (see :func:`within_noise`)
+    noisy: np.ndarray | None = None
 
     @property
     def front(self) -> list[int]:

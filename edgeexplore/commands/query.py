@@ -250,13 +250,16 @@ studies_cmd.add_command(rename_cmd)
 @click.option("--train-presets", is_flag=True,
               help="Also proxy-train the presets with the study's recipe (slow) so they get an "
                    "accuracy; otherwise they appear as reference lines on the cost axes only.")
+@click.option("--noise", default=None, metavar="LIST",
+              help="Seed-to-seed spread per objective, e.g. accuracy=0.012 (a bare number is "
+                   "accuracy's): front members another trial matches within it are marked.")
 @limit_option(default=40, what="rows of the front in the table (spread along it, knee "
                               "included; csv and json always have the whole front)")
 @format_option()
 @storage_option()
 def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | None,
                where: str | None, plot_path: str | None, presets: bool, train_presets: bool,
-               limit: int, fmt: str, storage: str | None) -> None:
+               noise: str | None, limit: int, fmt: str, storage: str | None) -> None:
     """The non-dominated trials, their hypervolume and knee point, and a trade-off plot.
 
     Membership is Optuna's own non-domination test; the hypervolume's reference point is, per
@@ -271,6 +274,11 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
         presets=presets, storage=storage,
     )
     place_presets(result.preset_requests, train=train_presets, storage=storage)
+    if noise:
+        from ..analysis.pareto import within_noise
+
+        result.noisy = within_noise(result.values, result.objectives, result.on_front,
+                                    _parse_noise(noise))
     if plot_path:
         from ..analysis.pareto import plot
 
@@ -292,6 +300,18 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
         click.echo(f"Plot written to {plot_path}.", err=True)
 
 
+def _parse_noise(text: str) -> dict[str, float]:
+    """``accuracy=0.012,latency_ms=0.05`` or a bare ``0.012`` (accuracy's spread)."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.rpartition("=")
+        try:
+            out[name.strip() or "accuracy"] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not NAME=NUMBER", param_hint="--noise") from None
+    return out
+
+
 def _spread(result: ParetoResult, limit: int) -> list[int]:
     """At most ``limit`` front rows spread along the front (its ends and the knee included)
     rather than one end cut off; 0 keeps them all."""
@@ -306,7 +326,9 @@ def _front_columns(result: ParetoResult) -> list[Column]:
     return [Column("id", right=True), Column("study"), Column("number", "#", right=True),
             *(Column.metric(o.name) for o in result.objectives),
             Column("blocks"), Column("depths"), Column("widths"),
-            Column("knee", "", lambda k: "knee" if k else "")]
+            Column("knee", "", lambda k: "knee" if k else ""),
+            *([Column("within_noise", "noise", lambda k: "within noise" if k else "")]
+              if result.noisy is not None else [])]
 
 
 def _front_rows(result: ParetoResult, indices: list[int], storage: str | None
@@ -320,6 +342,8 @@ def _front_rows(result: ParetoResult, indices: list[int], storage: str | None
         row.update({o.name: float(v) for o, v in zip(result.objectives, result.values[i])})
         row.update({k: getattr(s, k) if s else None for k in ("blocks", "depths", "widths")})
         row["knee"] = i == result.knee
+        if result.noisy is not None:
+            row["within_noise"] = bool(result.noisy[i])
         rows.append(row)
     return rows
 

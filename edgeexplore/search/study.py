@@ -43,7 +43,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 
 from .. import interrupts, store
 from ..config import PRESETS, ArchConfig
-from ..errors import ConfigError, EdgeExploreError, reject_unknown_keys
+from ..errors import ConfigError, EdgeExploreError
 from ..evaluation import (
     INTERRUPTED,
     LatencySpec,
@@ -56,6 +56,7 @@ from ..objectives import Objective
 from ..store import TrialResult, db
 from ..study_summary import StudySummary, check_study_name, summarise_studies
 from .recipe import StudyRecipe
+from .samplers import make_sampler
 
 #: seconds between heartbeats of a running trial, and how long one may be silent before it is
 #: considered dead (only used across hosts; on one host a dead pid is recognised at once)
@@ -254,63 +255,6 @@ def budget_count(url: str, study_name: str) -> int:
     with db.session_scope(url) as s:
         return int(s.scalar(select(func.count()).select_from(TrialResult)
                             .where(_counted(study_name))) or 0)
-
-
-# -- sampler -------------------------------------------------------------------------------------
-
-def make_sampler(recipe: StudyRecipe, seed: int) -> optuna.samplers.BaseSampler:
-    opts = dict(recipe.sampler_options)
-    name = recipe.sampler
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, **opts)
-    if name == "nsga3":
-        return optuna.samplers.NSGAIIISampler(seed=seed, **opts)
-    if name == "tpe":
-        # define-by-run spaces with conditional parameters need multivariate + group to model
-        # the joint distribution instead of each parameter on its own
-        opts.setdefault("multivariate", True)
-        opts.setdefault("group", True)
-        opts.setdefault("n_startup_trials", 4)
-        return optuna.samplers.TPESampler(seed=seed, **opts)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "gp":
-        opts.setdefault("n_startup_trials", 4)
-        try:
-            import scipy  # noqa: F401 - Optuna's GP sampler optimises its acquisition with it
-        except ImportError:
-            raise ConfigError("sampler gp needs scipy, which is not installed (uv add scipy); "
-                              "use nsga2, tpe or random") from None
-        try:
-            return optuna.samplers.GPSampler(seed=seed, **opts)
-        except (ImportError, ValueError, TypeError) as e:
-            raise ConfigError(f"sampler gp cannot run here ({e}); use nsga2, tpe or random") from None
-    if name == "nni-evolution":
-        return _nni_sampler(recipe, seed, opts)
-    raise ConfigError(f"unknown sampler {name!r}")  # pragma: no cover - checked on load
-
-
-def _nni_sampler(recipe: StudyRecipe, seed: int, opts: dict[str, Any]
-                 ) -> optuna.samplers.BaseSampler:
-    """NNI's evolution tuner in-process (edgeexplore.search.nni_sampler; nni is an optional extra)."""
-    from .nni_sampler import OPTIONS, NNIEvolutionSampler
-
-    reject_unknown_keys(opts, OPTIONS, "sampler nni-evolution")
-    weights = opts.get("weights")
-    if isinstance(weights, list) and len(weights) != len(recipe.objectives):
-        raise ConfigError(f"sampler nni-evolution: weights has {len(weights)} entries for "
-                          f"{len(recipe.objectives)} objectives "
-                          f"({', '.join(map(str, recipe.objectives))})")
-    try:
-        return NNIEvolutionSampler(seed=seed, **opts)
-    except ImportError as e:
-        if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] == "nni":
-            raise ConfigError("sampler nni-evolution needs the optional extra nni (uv sync "
-                              "--extra nni); use nsga2, tpe, gp or random") from None
-        raise ConfigError(f"sampler nni-evolution cannot use the installed nni ({e}); use "
-                          "nsga2, tpe, gp or random") from None
-    except ValueError as e:
-        raise ConfigError(f"sampler nni-evolution: {e}") from None
 
 
 # -- the search ----------------------------------------------------------------------------------

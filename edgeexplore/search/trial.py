@@ -23,6 +23,7 @@ from ..evaluation import (
     evaluate,
 )
 from .recipe import StudyRecipe
+from .samplers import set_constraints
 
 
 def training_spec(recipe: StudyRecipe) -> TrainingSpec:
@@ -89,4 +90,8 @@ class TrialRunner:
                        latency=self.latency, storage=self.url, limits=self.limits,
                        early_stop=self.early_stop, progress=self.progress)
         out.number = trial.number
+        if out.params is not None:
+            # constraint-aware sampling: TPE and GP learn the infeasible region from these
+            set_constraints(trial, r.space.constraints, {
+                "params": out.params, "flops": out.flops, "latency_ms": out.latency_ms})
         return out
