@@ -134,7 +134,13 @@ def test_the_lut_backend_predicts_from_the_older_stores_table(older):
 
 
 def test_a_new_store_has_exactly_the_schema_036ce14_wrote(tmp_path):
-    ours = migrate.our_tables() - {migrate.VERSION_TABLE}
+    """Every table that store had is made the same way (later revisions add tables beside)."""
+    con = sqlite3.connect(FIXTURE)
+    try:
+        then = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        con.close()
+    ours = (migrate.our_tables() - {migrate.VERSION_TABLE}) & then
     open_store(str(tmp_path / "new.db"))
     assert schema_sql(tmp_path / "new.db", ours) == schema_sql(FIXTURE, ours)
 
@@ -150,14 +156,14 @@ def test_the_table_classes_match_the_migrations(tmp_path):
 NEW_COLUMN = '''
     """Add trial_results.note (a test revision).
 
-    Revision ID: 0002
-    Revises: 0001
+    Revision ID: {new}
+    Revises: {head}
     """
     import sqlalchemy as sa
     from alembic import op
 
-    revision = "0002"
-    down_revision = "0001"
+    revision = "{new}"
+    down_revision = "{head}"
 
 
     def upgrade() -> None:
@@ -174,22 +180,25 @@ def test_a_migration_adding_a_column_runs_on_the_older_store(older, tmp_path, mo
                                                               capsys):
     folder = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0002_note.py").write_text(textwrap.dedent(NEW_COLUMN))
+    head = migrate.head()
+    new = f"{int(head) + 1:04d}"  # the test revision comes after the shipped ones
+    (folder / "versions" / f"{new}_note.py").write_text(
+        textwrap.dedent(NEW_COLUMN).format(new=new, head=head))
     monkeypatch.setattr(migrate, "MIGRATIONS", folder)
     assert main(["store", "version", "--storage", str(older)]) == 0
-    assert "revision none (written before migrations), this edgeexplore's is 0002" in \
+    assert f"revision none (written before migrations), this edgeexplore's is {new}" in \
         capsys.readouterr().out
     assert main(["store", "upgrade", "--storage", str(older)]) == 0
-    assert "upgraded from schema revision none (written before migrations) to 0002" in \
+    assert f"upgraded from schema revision none (written before migrations) to {new}" in \
         capsys.readouterr().out
     con = sqlite3.connect(older)
     notes = con.execute("SELECT id, note FROM trial_results ORDER BY id").fetchall()
     con.close()
     assert notes == [(i, "from tiny") for i in (1, 2, 3)] + [
         (i, "from ablation:t") for i in range(4, 10)]
-    assert versions(older) == ([("0002",)], [("v3.2.0.a",)])
+    assert versions(older) == ([(new,)], [("v3.2.0.a",)])
     assert main(["store", "upgrade", "--storage", str(older)]) == 0
-    assert "already at schema revision 0002" in capsys.readouterr().out
+    assert f"already at schema revision {new}" in capsys.readouterr().out
     # the commands still read it
     rows = run_json(["trials", "list", "--format", "json", "--storage", str(older)])
     assert len(rows) == 9

@@ -11,7 +11,10 @@ Stages, each skipped when not asked for and each timed into ``Outcome.timings``:
    and device; ``limits.check_latency`` may reject it;
 4. **train** (with a :class:`TrainingSpec`): reuse an earlier training of the same architecture
    with the same spec key (the recorder's own kind first, then any ``trial_results`` row of any
-   study or ablation), else train: ``complete``, ``pruned`` (stopped early), or ``diverged``;
+   study or ablation), else train: ``complete``, ``pruned`` (stopped early), or ``diverged``.
+   Training needs the claim on (architecture, spec key) (:mod:`edgeexplore.store.claims`), held
+   until the result is stored: a process that finds another one training the same thing waits and
+   reuses its result, so concurrent workers on any hosts train it once;
 5. **store**: the architecture and the caller's row in one transaction.
 
 Any exception (Ctrl-C included) is first reported to the recorder, so the row says ``failed``
@@ -23,14 +26,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from types import SimpleNamespace
 from typing import Any, Protocol
 
 from .. import store
 from ..config import ArchConfig
 from ..errors import ConfigError
-from ..store import db
+from ..store import claims, db, liveness
 from .outcome import Outcome, Prior, failure_reason
 from .recorders import Recorder, prior_from_row
 from .specs import EarlyStop, LatencySpec, TrainingSpec
@@ -65,9 +68,10 @@ def evaluate(
     started = time.perf_counter()
     out = Outcome(store.RUNNING)
     try:
-        cfg, cost = _stages(arch, out, recorder, url, training, latency, limits, early_stop,
-                            data, progress)
-        _store(out, cfg, cost, url, recorder, started)
+        with ExitStack() as claim:  # a won training claim is released after the store
+            cfg, cost = _stages(arch, out, recorder, url, training, latency, limits, early_stop,
+                                data, progress, claim)
+            _store(out, cfg, cost, url, recorder, started)
     except BaseException as e:
         recorder.failed(failure_reason(e))
         raise
@@ -83,7 +87,8 @@ def _timed(out: Outcome, name: str) -> Iterator[None]:
         out.timings[name] = time.perf_counter() - t
 
 
-def _stages(arch, out, recorder, url, training, latency, limits, early_stop, data, progress):
+def _stages(arch, out, recorder, url, training, latency, limits, early_stop, data, progress,
+            claim):
     """Run the stages into ``out``; returns the architecture and its cost (None where unknown)."""
     if callable(arch):
         with _timed(out, "sample_seconds"):
@@ -120,7 +125,7 @@ def _stages(arch, out, recorder, url, training, latency, limits, early_stop, dat
     if training is None:
         out.state = store.COMPLETE
         return cfg, cost
-    prior = _find_prior(cfg, training, recorder, url)
+    prior = _claim_or_reuse(cfg, training, recorder, url, claim)
     if prior is not None:
         out.take_prior(prior)
         out.state = store.COMPLETE
@@ -142,6 +147,24 @@ def _cost(cfg: ArchConfig, url: str) -> Any:
     from ..cost import count_cost
 
     return count_cost(cfg)
+
+
+def _claim_or_reuse(cfg: ArchConfig, training: TrainingSpec, recorder: Recorder, url: str,
+                    claim: ExitStack) -> Prior | None:
+    """An earlier result to reuse, else None once this process holds the training claim
+    (entered into ``claim``); meanwhile another process's training of it is waited for."""
+    while True:
+        prior = _find_prior(cfg, training, recorder, url)
+        if prior is not None:
+            return prior
+        with db.session_scope(url) as s:
+            won = claims.try_claim(s, cfg.hash, training.key)
+        if won:
+            claim.enter_context(claims.held(url, cfg.hash, training.key))
+            # the holder may have stored its result and let go just before we claimed
+            prior = _find_prior(cfg, training, recorder, url)
+            return prior
+        time.sleep(min(2.0, liveness.heartbeat_s()))
 
 
 def _find_prior(cfg: ArchConfig, training: TrainingSpec, recorder: Recorder, url: str

@@ -33,14 +33,13 @@ import multiprocessing as mp
 import os
 import re
 import shlex
-import socket
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -59,16 +58,11 @@ from ..evaluation import (
     new_trial_row,
 )
 from ..objectives import Objective
-from ..store import TrialResult, db
+from ..store import TrialResult, db, liveness
 from ..study_summary import StudySummary, check_study_name, summarise_studies
 from . import devices as devs
 from .recipe import StudyRecipe
 
-#: seconds between heartbeats of a running trial, and how long one may be silent before it is
-#: considered dead (only used across hosts; on one host a dead pid is recognised at once);
-#: EDGEEXPLORE_GRACE_S overrides the grace (see grace_s)
-HEARTBEAT_S = 10
-GRACE_S = 120
 #: user attribute of an Optuna trial: which attempt at its architecture it is (1 when absent)
 ATTEMPT_ATTR = "edgeexplore_attempt"
 #: consecutive unexpected trial failures after which the search stops (a bug, not bad luck)
@@ -161,25 +155,6 @@ def _quiet_optuna() -> Iterator[None]:
         yield
 
 
-def grace_s() -> float:
-    """Seconds a running trial's heartbeat may be silent before a worker declares it dead."""
-    raw = os.environ.get("EDGEEXPLORE_GRACE_S")
-    if raw is None:
-        return float(GRACE_S)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ConfigError(f"EDGEEXPLORE_GRACE_S={raw!r} is not a positive number of seconds")
-    return value
-
-
-def heartbeat_s() -> float:
-    # several beats fit in the grace, so one late beat is not taken for a death
-    return min(float(HEARTBEAT_S), grace_s() / 4)
-
-
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage on the same file, with our busy timeout and heartbeats on."""
     kwargs: dict[str, Any] = {}
@@ -188,8 +163,8 @@ def optuna_storage(url: str) -> optuna.storages.RDBStorage:
     try:
         with _quiet_optuna():
             ostorage = db.create_schema(lambda: optuna.storages.RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=max(1, round(heartbeat_s())),
-                grace_period=max(1, round(grace_s())),
+                url, engine_kwargs=kwargs, heartbeat_interval=max(1, round(liveness.heartbeat_s())),
+                grace_period=max(1, round(liveness.grace_s())),
             ))
     except (DatabaseError, OperationalError) as e:
         raise EdgeExploreError(f"cannot open the store {db.shown(url)}: {db.error_reason(e)}") from None
@@ -207,18 +182,6 @@ def _optuna_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorage | None = None,
                   retries: int = 0) -> int:
     """Mark trials of dead workers failed in both stores and queue each one's architecture again
@@ -228,9 +191,7 @@ def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorag
     workers noticing the same dead trial exactly one recovers it (and queues its retry).
     """
     ostorage = ostorage or optuna_storage(url)
-    host = socket.gethostname()
     now = db.utcnow()
-    grace = timedelta(seconds=grace_s())
     recovered = 0
     with db.session_scope(url) as s:
         rows = s.execute(select(TrialResult.id, TrialResult.hostname, TrialResult.pid,
@@ -238,9 +199,7 @@ def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorag
                          .where(TrialResult.study == study_name,
                                 TrialResult.state == store.RUNNING)).all()
     for r in rows:
-        silent = r.heartbeat_at is None or now - r.heartbeat_at > grace
-        dead = (r.hostname == host and not _pid_alive(r.pid)) or silent
-        if not dead or (r.hostname == host and r.pid == os.getpid()):
+        if not liveness.is_dead(r.hostname, r.pid, r.heartbeat_at):
             continue
         with db.session_scope(url) as s:
             won = s.execute(update(TrialResult).where(
@@ -270,7 +229,7 @@ def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorag
         started = t.datetime_start
         # Optuna stamps trials with naive local time, unlike our UTC columns
         if started is not None and (datetime.now() - started.replace(tzinfo=None)
-                                    ).total_seconds() < grace.total_seconds():
+                                    ).total_seconds() < liveness.grace_s():
             continue
         _fail_optuna_trial(ostorage, trial_id)
     return recovered
@@ -466,7 +425,7 @@ class _Heartbeat:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self.stop.wait(heartbeat_s()):
+        while not self.stop.wait(liveness.heartbeat_s()):
             try:
                 with db.session_scope(self.url) as s:
                     s.execute(update(TrialResult).where(TrialResult.id == self.row_id)
