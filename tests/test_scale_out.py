@@ -191,3 +191,52 @@ def test_grace_must_be_a_number(tmp_path, capsys, monkeypatch):
     code = main(["search", str(_recipe(tmp_path)), "--budget", "1", "--storage",
                  str(tmp_path / "g.db"), "--quiet"])
     assert code != 0 and "EDGEEXPLORE_GRACE_S='soon'" in capsys.readouterr().err
+
+
+ONE_ARCH_SPACE = """
+resolution: 32
+head_dim: 8
+stages:
+  - {depth: 1, heads: 1, block: conv}
+  - {depth: 1, heads: 2, block: conv}
+  - {depth: 1, heads: 2, block: lgl, sample_rate: 2}
+  - {depth: 1, heads: 4, block: lgl}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_workers_on_one_architecture_train_it_once(tmp_path, pg_url):
+    (tmp_path / "one.yaml").write_text(ONE_ARCH_SPACE)
+    recipe = _recipe(tmp_path, epochs=60)  # long enough that both reach it while it trains
+    recipe.write_text(recipe.read_text().replace("space: edgevit-tiny", "space: one.yaml"))
+    _finish([_start(recipe, pg_url, "--budget", "1") for _ in range(2)])
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as c:
+        rows = c.execute(sa.text("SELECT id, state, reused_from, accuracy FROM trial_results "
+                                 "ORDER BY id")).all()
+        claims_left = c.execute(sa.text("SELECT count(*) FROM training_claims")).scalar()
+    engine.dispose()
+    assert [r.state for r in rows] == ["complete", "complete"]
+    trained = [r for r in rows if r.reused_from is None]
+    assert len(trained) == 1  # the other waited for it
+    reused = next(r for r in rows if r.reused_from is not None)
+    assert reused.reused_from == trained[0].id and reused.accuracy == trained[0].accuracy
+    assert claims_left == 0
+
+
+@pytest.mark.postgres
+def test_a_dead_workers_training_claim_is_taken_over(pg_url):
+    from edgeexplore.store import claims, db
+
+    with db.session_scope(pg_url) as s:
+        assert claims.try_claim(s, "a" * 16, "k" * 16)
+    with db.session_scope(pg_url) as s:
+        assert not claims.try_claim(s, "a" * 16, "k" * 16)  # held by a live process (this one)
+        s.execute(sa.update(claims.TrainingClaim).values(hostname="lost-host",
+                                                         heartbeat_at=sa.func.now()
+                                                         - sa.text("interval '1 hour'")))
+    with db.session_scope(pg_url) as s:
+        assert claims.try_claim(s, "a" * 16, "k" * 16)  # its heartbeat is silent: taken over
+        held = s.get(claims.TrainingClaim, ("a" * 16, "k" * 16))
+        assert held.hostname != "lost-host" and held.pid == os.getpid()
