@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from edgeexplore import store
 from edgeexplore.cli import cli, main
-from edgeexplore.search.liveness import GRACE_S
+from edgeexplore.search.workers import GRACE_S
 from edgeexplore.store import db
 
 pytestmark = pytest.mark.postgres

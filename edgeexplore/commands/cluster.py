@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from ..search.liveness import GRACE_S, HEARTBEAT_S, study_workers
+from ..search.workers import GRACE_S, HEARTBEAT_S, study_workers
 from ..store import db
 from ..store.copy import copy_study
 from .options import console, format_option, storage_option

@@ -114,9 +114,13 @@ def _arch_text(url: str, arch_hash: str | None) -> str:
 
 @click.command("search")
 @click.argument("study", required=False)
-@click.option("--budget", "-b", required=True,
-              help="More trials to run (20) or a wall-clock limit (45m, 2h, 90s). Infeasible "
-                   "samples do not count against a trial budget.")
+@click.option("--budget", "-b", default=None,
+              help="More trials for this command to run, shared by its workers (20), or a "
+                   "wall-clock limit (45m, 2h, 90s). Infeasible samples do not count against a "
+                   "trial budget.")
+@click.option("--max-trials", default=None, type=int,
+              help="Cap on the study's trials in all (finished plus running), however many "
+                   "commands on however many hosts work on it; each stops at the cap.")
 @click.option("--name", "-n", default=None,
               help="Study name (default: the recipe's name). The same name again resumes the "
                    "study and extends it by the budget.")
@@ -127,12 +131,18 @@ def _arch_text(url: str, arch_hash: str | None) -> str:
               "cifar10, folder:PATH, with options such as subset=100).")
 @click.option("--workers", "-j", default=1, show_default=True, type=int,
               help="Worker processes sharing the study and the database.")
+@click.option("--devices", default=None,
+              help="One worker per device: auto (every visible GPU, else the CPU) or a list "
+                   "such as cuda:0,cuda:1 or cpu,cpu; instead of --workers.")
+@click.option("--retries", default=1, show_default=True, type=int,
+              help="Times a trial whose worker died (killed, out of memory, host lost) is run "
+                   "again with the same architecture.")
 @click.option("--seed", default=None, type=click.IntRange(min=0),
               help="Training and sampler seed (default: the recipe's).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars, only the summary.")
-def search(study: str | None, budget: str, name: str | None, storage: str | None,
-           backend: str | None, data: str | None, workers: int, seed: int | None,
-           quiet: bool) -> None:
+def search(study: str | None, budget: str | None, max_trials: int | None, name: str | None,
+           storage: str | None, backend: str | None, data: str | None, workers: int,
+           devices: str | None, retries: int, seed: int | None, quiet: bool) -> None:
     """Search architectures: sample, check constraints, time, proxy-train and store each trial.
 
     STUDY is a study recipe (a YAML file, or the name of one in studies/: quickstart, cifar10);
@@ -146,6 +156,8 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
       edgeexplore search --budget 4
       edgeexplore search studies/cifar10.yaml --budget 45m --workers 2
       edgeexplore search --budget 4 --name quickstart        # 4 more: 8 in all
+      edgeexplore search studies/cifar10.yaml --max-trials 200 --devices auto \\
+          --storage postgresql+psycopg://user@db/nas         # the same on every host
     """
     console = make_console()
     if not quiet:
@@ -153,8 +165,10 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
         console.print("Starting: loading the recipe, torch and the data ...")
     import optuna
 
+    from ..search.devices import parse_devices
     from ..search.recipe import StudyRecipe, resolve_recipe
     from ..search.study import (
+        Budget,
         StudyInterrupted,
         parse_budget,
         resume_command,
@@ -164,7 +178,10 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
 
     # our own per-trial lines replace Optuna's INFO log
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    b = parse_budget(budget)
+    b = parse_budget(budget) if budget is not None else Budget()
+    pins, note = parse_devices(devices) if devices is not None else (None, None)
+    if note:
+        console.print(Text(note, style="yellow"))
     own = StudyRecipe.load(resolve_recipe(study))
     recipe = own.with_overrides(backend=backend, data=data, seed=seed)
     if data and (own.subset or own.val_subset):
@@ -176,10 +193,13 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
 
     def on_start(info: dict) -> None:
         target = f", until {info['target']} trials" if info["target"] is not None else ""
+        cap = f", study capped at {info['max_trials']}" if info["max_trials"] else ""
+        on = f"; workers on {', '.join(info['devices'])}" if info["devices"] else ""
         console.print(Text.assemble(
             (f"study {info['name']}", "bold"),
             f" in {db.shown(info['url'])}: {info['before']} trials "
-            f"stored{target}; budget {b}; space {recipe.space.name}, data {recipe.data}, "
+            f"stored{target}; budget {b}{cap}{on}; "
+            f"space {recipe.space.name}, data {recipe.data}, "
             f"backend {recipe.backend}, sampler {recipe.sampler}, objectives "
             f"{', '.join(map(str, recipe.objectives))}"
         ))
@@ -196,7 +216,8 @@ def search(study: str | None, budget: str, name: str | None, storage: str | None
 
     try:
         run = run_study(recipe, b, name=name, storage=storage, workers=workers,
-                        progress=not quiet, report=report, on_start=on_start)
+                        progress=not quiet, report=report, on_start=on_start,
+                        max_trials=max_trials, retries=retries, devices=pins)
     except StudyInterrupted as e:
         # Ctrl-C is not an error: say what is kept and how to go on, exit like a shell does
         click.echo(f"Stopped by Ctrl-C: {e}", err=True)

@@ -13,7 +13,10 @@ Stages, each skipped when not asked for and each timed into ``Outcome.timings``:
    with the same spec key (the recorder's own kind first, then any ``trial_results`` row of any
    study or ablation; ``force`` skips this), else train: a proxy training ends ``complete``,
    ``pruned`` (stopped early), or ``diverged``; a full training (kind ``full``, run as
-   :class:`FullRun` says) ``complete`` or ``stopped`` (``stop_after``);
+   :class:`FullRun` says) ``complete`` or ``stopped`` (``stop_after``). Training needs the claim
+   on (architecture, spec key) (:mod:`edgeexplore.store.claims`), held until the result is
+   stored: a process that finds another one training the same thing waits and reuses its result,
+   so concurrent workers on any hosts train it once;
 5. **store**: the architecture and the caller's row in one transaction.
 
 Any exception (Ctrl-C included) is first reported to the recorder, so the row says ``failed``
@@ -27,14 +30,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from types import SimpleNamespace
 from typing import Any, Protocol
 
 from .. import store
 from ..config import ArchConfig
 from ..errors import ConfigError
-from ..store import db
+from ..store import claims, db, liveness
 from ..store.trainings import STOPPED
 from .outcome import Outcome, Prior, failure_reason
 from .recorders import Recorder, prior_from_row
@@ -74,9 +77,10 @@ def evaluate(
     out = Outcome(store.RUNNING)
     known = _Known()
     try:
-        cfg, cost = _stages(arch, out, known, recorder, url, training, latency, limits,
-                            early_stop, data, progress, run, force)
-        _store(out, cfg, cost, url, recorder, started)
+        with ExitStack() as claim:  # a won training claim is released after the store
+            cfg, cost = _stages(arch, out, known, recorder, url, training, latency, limits,
+                                early_stop, data, progress, run, force, claim)
+            _store(out, cfg, cost, url, recorder, started)
     except BaseException as e:
         _store_failure(out, known, url, recorder, failure_reason(e))
         raise
@@ -110,7 +114,7 @@ def _timed(out: Outcome, name: str) -> Iterator[None]:
 
 
 def _stages(arch, out, known, recorder, url, training, latency, limits, early_stop, data,
-            progress, run, force):
+            progress, run, force, claim):
     """Run the stages into ``out`` (and ``known``); returns the architecture and its cost
     (None where unknown)."""
     if callable(arch):
@@ -150,7 +154,7 @@ def _stages(arch, out, known, recorder, url, training, latency, limits, early_st
     if training is None:
         out.state = store.COMPLETE
         return cfg, cost
-    prior = None if force else _find_prior(cfg, training, recorder, url)
+    prior = None if force else _claim_or_reuse(cfg, training, recorder, url, claim)
     if prior is not None:
         out.take_prior(prior)
         out.state = store.COMPLETE
@@ -175,6 +179,24 @@ def _cost(cfg: ArchConfig, url: str) -> Any:
     from ..cost import count_cost
 
     return count_cost(cfg)
+
+
+def _claim_or_reuse(cfg: ArchConfig, training: TrainingSpec, recorder: Recorder, url: str,
+                    claim: ExitStack) -> Prior | None:
+    """An earlier result to reuse, else None once this process holds the training claim
+    (entered into ``claim``); meanwhile another process's training of it is waited for."""
+    while True:
+        prior = _find_prior(cfg, training, recorder, url)
+        if prior is not None:
+            return prior
+        with db.session_scope(url) as s:
+            won = claims.try_claim(s, cfg.hash, training.key)
+        if won:
+            claim.enter_context(claims.held(url, cfg.hash, training.key))
+            # the holder may have stored its result and let go just before we claimed
+            prior = _find_prior(cfg, training, recorder, url)
+            return prior
+        time.sleep(min(2.0, liveness.heartbeat_s()))
 
 
 def _find_prior(cfg: ArchConfig, training: TrainingSpec, recorder: Recorder, url: str

@@ -16,29 +16,34 @@ build their populations from COMPLETE trials only, so an infeasible point never 
 parent) and do not count against a trial-count budget, so ``--budget 4`` means four architectures
 trained. Trials stopped early as hopeless are PRUNED as well, diverged and failed ones FAIL.
 
-A crashed worker's trial is recognised on the next start (its process is gone, or its heartbeat
-stopped) and marked failed in both stores, so nothing is left ``running``.
+A crashed worker's trial is recognised by any worker of the study before it reserves its next
+trial, or on the next start (its process is gone, or its heartbeat stopped), and marked failed in
+both stores, so nothing is left ``running``; its architecture is queued again up to ``retries``
+times.
+
+Budgets: ``--budget`` counts the trials this command runs, shared by its own workers;
+``--max-trials`` caps the study as a whole, whoever runs its trials (see :func:`_reserve`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import multiprocessing as mp
 import os
 import re
 import shlex
-import socket
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import optuna
-from sqlalchemy import and_, delete, event, func, not_, select, update
+from sqlalchemy import and_, delete, event, func, not_, select, text, update
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from .. import interrupts, store
@@ -53,15 +58,14 @@ from ..evaluation import (
     new_trial_row,
 )
 from ..objectives import Objective
-from ..store import TrialResult, db
+from ..store import TrialResult, db, liveness
 from ..study_summary import StudySummary, check_study_name, summarise_studies
+from . import devices as devs
 from .recipe import StudyRecipe
 from .samplers import make_sampler
 
-#: seconds between heartbeats of a running trial, and how long one may be silent before it is
-#: considered dead (only used across hosts; on one host a dead pid is recognised at once)
-HEARTBEAT_S = 10
-GRACE_S = 120
+#: user attribute of an Optuna trial: which attempt at its architecture it is (1 when absent)
+ATTEMPT_ATTR = "edgeexplore_attempt"
 #: consecutive unexpected trial failures after which the search stops (a bug, not bad luck)
 MAX_CONSECUTIVE_FAILURES = 3
 #: infeasible samples allowed per requested trial before giving up on an over-constrained space
@@ -160,7 +164,8 @@ def optuna_storage(url: str) -> optuna.storages.RDBStorage:
     try:
         with _quiet_optuna():
             ostorage = db.create_schema(lambda: optuna.storages.RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                url, engine_kwargs=kwargs, heartbeat_interval=max(1, round(liveness.heartbeat_s())),
+                grace_period=max(1, round(liveness.grace_s())),
             ))
     except (DatabaseError, OperationalError) as e:
         raise EdgeExploreError(f"cannot open the store {db.shown(url)}: {db.error_reason(e)}") from None
@@ -178,40 +183,37 @@ def _optuna_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorage | None = None,
+                  retries: int = 0) -> int:
+    """Mark trials of dead workers failed in both stores and queue each one's architecture again
+    unless it has had ``retries`` retries; returns how many were recovered.
 
-
-def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorage | None = None
-                  ) -> int:
-    """Mark trials of dead workers failed in both stores; returns how many were recovered."""
+    Any worker may run this at any time: the row is failed by a conditional update, so of several
+    workers noticing the same dead trial exactly one recovers it (and queues its retry).
+    """
     ostorage = ostorage or optuna_storage(url)
-    host = socket.gethostname()
     now = db.utcnow()
     recovered = 0
     with db.session_scope(url) as s:
-        rows = s.scalars(select(TrialResult).where(TrialResult.study == study_name,
-                                                   TrialResult.state == store.RUNNING)).all()
-        for r in rows:
-            silent = r.heartbeat_at is None or now - r.heartbeat_at > timedelta(seconds=GRACE_S)
-            dead = (r.hostname == host and not _pid_alive(r.pid)) or silent
-            if not dead or (r.hostname == host and r.pid == os.getpid()):
-                continue
-            r.state = store.FAILED
-            r.reason = (f"{INTERRUPTED}: its worker (pid {r.pid} on {r.hostname}) stopped "
-                        "before the trial finished")
-            r.finished_at = now
-            recovered += 1
-            if r.optuna_trial_id is not None:
-                _fail_optuna_trial(ostorage, r.optuna_trial_id)
+        rows = s.execute(select(TrialResult.id, TrialResult.hostname, TrialResult.pid,
+                                TrialResult.heartbeat_at, TrialResult.optuna_trial_id)
+                         .where(TrialResult.study == study_name,
+                                TrialResult.state == store.RUNNING)).all()
+    for r in rows:
+        if not liveness.is_dead(r.hostname, r.pid, r.heartbeat_at):
+            continue
+        with db.session_scope(url) as s:
+            won = s.execute(update(TrialResult).where(
+                TrialResult.id == r.id, TrialResult.state == store.RUNNING).values(
+                state=store.FAILED, finished_at=now,
+                reason=(f"{INTERRUPTED}: its worker (pid {r.pid} on {r.hostname}) stopped "
+                        "before the trial finished"))).rowcount == 1
+        if not won:
+            continue
+        recovered += 1
+        if r.optuna_trial_id is not None:
+            _fail_optuna_trial(ostorage, r.optuna_trial_id)
+            _retry(ostorage, study_name, r.optuna_trial_id, retries)
     # Optuna trials left RUNNING with no live row of ours (a crash right after ``ask``).
     try:
         study_id = ostorage.get_study_id_from_name(study_name)
@@ -228,10 +230,22 @@ def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorag
         started = t.datetime_start
         # Optuna stamps trials with naive local time, unlike our UTC columns
         if started is not None and (datetime.now() - started.replace(tzinfo=None)
-                                    ).total_seconds() < GRACE_S:
+                                    ).total_seconds() < liveness.grace_s():
             continue
         _fail_optuna_trial(ostorage, trial_id)
     return recovered
+
+
+def _retry(ostorage: optuna.storages.RDBStorage, study_name: str, trial_id: int,
+           retries: int) -> None:
+    """Queue the dead trial's parameters as a new trial, marked as the next attempt."""
+    trial = ostorage.get_trial(trial_id)
+    attempt = int(trial.user_attrs.get(ATTEMPT_ATTR, 1))
+    if attempt > retries or not trial.params:  # no params: it died before sampling anything
+        return
+    study = optuna.load_study(study_name=study_name, storage=ostorage)
+    study.enqueue_trial(trial.params, user_attrs={ATTEMPT_ATTR: attempt + 1,
+                                                  "retry_of": trial.number})
 
 
 def _fail_optuna_trial(ostorage: optuna.storages.RDBStorage, trial_id: int) -> None:
@@ -265,14 +279,45 @@ class _Context:
     name: str
     url: str
     worker: int
-    target: int | None
+    quota: _Quota
+    #: the study's cap on trials, whoever runs them (--max-trials)
+    max_trials: int | None
     deadline: float | None
     progress: bool
+    retries: int = 0
     #: receives a line per finished trial (the CLI prints them)
     report: Callable[[Outcome], None] | None = None
     device: str | None = None
     #: torch intra-op threads of a spawned worker (the cores shared among the workers)
     threads: int | None = None
+    #: the one device a spawned worker is pinned to (--devices), None to leave it as it is
+    pin: str | None = None
+
+
+class _Quota:
+    """This command's trial budget (``--budget N``), shared by its worker processes."""
+
+    def __init__(self, trials: int | None) -> None:
+        self.left = mp.get_context("spawn").Value("i", trials) if trials is not None else None
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        with self.left.get_lock():
+            if self.left.value <= 0:
+                return False
+            self.left.value -= 1
+            return True
+
+    def give_back(self) -> None:
+        """The trial did not use the budget (infeasible, or the study's cap was reached)."""
+        if self.left is not None:
+            with self.left.get_lock():
+                self.left.value += 1
+
+    @property
+    def limited(self) -> bool:
+        return self.left is not None
 
 
 def _directions(objectives: tuple[Objective, ...]) -> list[str]:
@@ -333,7 +378,7 @@ class _Heartbeat:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self.stop.wait(HEARTBEAT_S):
+        while not self.stop.wait(liveness.heartbeat_s()):
             try:
                 with db.session_scope(self.url) as s:
                     s.execute(update(TrialResult).where(TrialResult.id == self.row_id)
@@ -351,27 +396,36 @@ class _Heartbeat:
         self.thread.join(timeout=5)
 
 
-def _reserve(url: str, name: str, target: int | None, env_id: int, training: TrainingSpec,
+def _reserve(url: str, name: str, cap: int | None, env_id: int, training: TrainingSpec,
              latency: LatencySpec) -> int | None:
-    """Insert this worker's ``running`` row; None when the trial budget is already used.
+    """Insert this worker's ``running`` row; None when the study already has ``cap`` trials
+    (finished or running, of any worker on any host).
 
-    Rows get increasing ids, so counting the budget-using rows *before* ours decides exactly
-    which of several racing workers may go on: no overshoot, no "database is locked".
+    The count and the insert must be one step, or racing workers all see room and overshoot.
+    On PostgreSQL a transaction-scoped advisory lock keyed by the study serialises them (ids are
+    handed out before commit there, so comparing ids cannot tell who came first); on SQLite the
+    insert comes first and takes the database's write lock, held until this transaction ends.
     """
     with db.session_scope(url) as s:
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(name)})
         row = new_trial_row(name, training, latency, env_id)
         s.add(row)
         s.flush()
         row_id = row.id
-    if target is None:
-        return row_id
-    with db.session_scope(url) as s:
-        before = s.scalar(select(func.count()).select_from(TrialResult).where(
-            _counted(name), TrialResult.id < row_id)) or 0
-        if before >= target:
-            s.execute(delete(TrialResult).where(TrialResult.id == row_id))
-            return None
+        if cap is not None:
+            counted = s.scalar(select(func.count()).select_from(TrialResult)
+                               .where(_counted(name))) or 0
+            if counted > cap:  # our own row is among them
+                s.execute(delete(TrialResult).where(TrialResult.id == row_id))
+                return None
     return row_id
+
+
+def _lock_key(name: str) -> int:
+    """The study's advisory-lock key: a signed 64-bit number, as PostgreSQL wants it."""
+    digest = hashlib.sha256(f"edgeexplore.reserve:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _worker(ctx: _Context) -> list[Outcome]:
@@ -396,16 +450,21 @@ def _worker(ctx: _Context) -> list[Outcome]:
     while True:
         if ctx.deadline is not None and time.time() >= ctx.deadline:
             break
-        if ctx.target is None and ctx.deadline is None:
+        if not ctx.quota.limited and ctx.max_trials is None and ctx.deadline is None:
             break
         if infeasible_run >= MAX_INFEASIBLE_PER_TRIAL:
             raise ConfigError(
                 f"{infeasible_run} samples in a row broke the space's constraints or were not "
                 "valid architectures; widen the space or relax its constraints"
             )
-        row_id = _reserve(ctx.url, ctx.name, ctx.target, env_id, runner.training,
+        # a dead worker's trial is failed and queued again before this worker asks for one
+        recover_stale(ctx.url, ctx.name, ostorage, ctx.retries)
+        if not ctx.quota.take():
+            break
+        row_id = _reserve(ctx.url, ctx.name, ctx.max_trials, env_id, runner.training,
                           runner.latency)
         if row_id is None:
+            ctx.quota.give_back()
             break
         with _quiet_optuna():
             trial = study.ask()
@@ -435,6 +494,8 @@ def _worker(ctx: _Context) -> list[Outcome]:
             continue
         failures = 0
         infeasible_run = infeasible_run + 1 if outcome.state == store.INFEASIBLE else 0
+        if outcome.state == store.INFEASIBLE:
+            ctx.quota.give_back()
         _tell(study, trial, outcome, recipe.objectives)
         if ctx.report:
             ctx.report(outcome)
@@ -468,6 +529,8 @@ def _tell(study: optuna.Study, trial: optuna.Trial, o: Outcome,
 
 def _spawn_worker(ctx: _Context, queue: Any) -> None:
     """Entry point of a spawned worker process (module-level so spawn can import it)."""
+    if ctx.pin is not None:
+        devs.pin(ctx.pin)  # before anything here starts CUDA
     import torch
 
     if ctx.threads:
@@ -498,8 +561,12 @@ def run_study(
     progress: bool = True,
     report: Callable[[Outcome], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    max_trials: int | None = None,
+    retries: int = 1,
+    devices: list[str] | None = None,
 ) -> SearchRun:
-    """Run (or resume and extend) the study ``name`` for ``budget`` more trials or time."""
+    """Run (or resume and extend) the study ``name`` for ``budget`` more trials or time, and at
+    most until it has ``max_trials`` trials in all; ``devices`` runs one worker per device."""
     started = time.time()
     name = check_study_name(recipe.name if name is None else name)
     url = db.normalise_url(storage)
@@ -507,29 +574,41 @@ def run_study(
         raise ConfigError(f"--workers must be at least 1, not {workers}")
     recipe.check_backends()  # before the store is created or any trial fails on it
     db.check_writable(url)
+    if devices and workers != 1:
+        raise ConfigError("--workers and --devices both set how many workers run; give one")
+    if max_trials is not None and max_trials < 1:
+        raise ConfigError(f"--max-trials must be at least 1, not {max_trials}")
+    if retries < 0:
+        raise ConfigError(f"--retries must be 0 or more, not {retries}")
+    if budget.trials is None and budget.seconds is None and max_trials is None:
+        raise ConfigError("give --budget, --max-trials, or both: the search needs an end")
     try:
         db.get_engine(url)
         ostorage = optuna_storage(url)
     except (DatabaseError, OperationalError) as e:
         raise EdgeExploreError(f"cannot open the store {db.shown(url)}: {db.error_reason(e)}") from None
     data = _check_data(recipe)
-    recovered = recover_stale(url, name, ostorage)
     open_study(recipe, name, url, recipe.seed, ostorage)
+    recovered = recover_stale(url, name, ostorage, retries)
     _enqueue_presets(recipe, name, url, ostorage)
     before = budget_count(url, name)
     target = before + budget.trials if budget.trials is not None else None
+    if max_trials is not None:
+        target = max_trials if target is None else min(target, max_trials)
     deadline = started + budget.seconds if budget.seconds is not None else None
     if on_start:
         on_start({"name": name, "url": url, "before": before, "target": target,
-                  "recovered": recovered, "deadline": deadline, "data": data.describe()})
+                  "max_trials": max_trials, "recovered": recovered, "deadline": deadline,
+                  "devices": devices, "data": data.describe()})
     ran: list[Outcome] = []
     interrupted = False
+    ctx = _Context(recipe, name, url, 0, _Quota(budget.trials), max_trials, deadline, progress,
+                   retries, report)
     try:
-        if workers == 1:
-            ctx = _Context(recipe, name, url, 0, target, deadline, progress, report)
+        if workers == 1 and not devices:
             ran = _worker(ctx)
         else:
-            ran, interrupted = _run_workers(recipe, name, url, workers, target, deadline, report)
+            ran, interrupted = _run_workers(ctx, devices or [None] * workers)
     except KeyboardInterrupt:
         interrupted = True
     (study,) = summarise_studies(db.get_engine(url), [name])
@@ -554,16 +633,18 @@ def _resume_hint(run: SearchRun) -> str:
             f"{resume_command(run)}")
 
 
-def _run_workers(recipe: StudyRecipe, name: str, url: str, workers: int, target: int | None,
-                 deadline: float | None, report: Callable[[Outcome], None] | None
-                 ) -> tuple[list[Outcome], bool]:
+def _run_workers(ctx: _Context, pins: list[str | None]) -> tuple[list[Outcome], bool]:
+    """One spawned worker per entry of ``pins`` (its device, or None on CPUs), sharing ``ctx``'s
+    budget; their trials are reported here as they finish."""
     mpctx = mp.get_context("spawn")
     queue = mpctx.Queue()
+    workers = len(pins)
     threads = max(1, (os.cpu_count() or 1) // workers)
+    report = ctx.report
     procs = []
-    for i in range(workers):
-        ctx = _Context(recipe, name, url, i, target, deadline, progress=False, threads=threads)
-        p = mpctx.Process(target=_spawn_worker, args=(ctx, queue), daemon=False)
+    for i, pin in enumerate(pins):
+        wctx = replace(ctx, worker=i, progress=False, report=None, threads=threads, pin=pin)
+        p = mpctx.Process(target=_spawn_worker, args=(wctx, queue), daemon=False)
         p.start()
         procs.append(p)
     ran: list[Outcome] = []

@@ -1,12 +1,13 @@
 """The store: every table of ours beside Optuna's, in one database, and how to open it.
 
 Importing this package declares every table: :mod:`.schema` (architectures, environments, trial
-results), :mod:`.latency` (measurements and the lut backend's tables), :mod:`.ablations` and
-:mod:`.preset_trainings` and :mod:`.trainings`. :func:`open_store` returns a :class:`Store` whose schema is at this
-version's Alembic revision (:mod:`.migrate`).
+results), :mod:`.latency` (measurements, the lut backend's tables and the learned predictors),
+:mod:`.ablations`, :mod:`.preset_trainings`, :mod:`.trainings` (full and longer trainings) and
+:mod:`.claims` (trainings in progress). :func:`open_store` returns a :class:`Store` whose schema
+is at this version's Alembic revision (:mod:`.migrate`).
 """
 
-from . import ablations, latency, preset_trainings, trainings  # noqa: F401  (declare their tables)
+from . import ablations, claims, latency, preset_trainings, trainings  # noqa: F401  (their tables)
 from .db import Store, open_store
 from .schema import (
     COMPLETE,

@@ -126,14 +126,21 @@ def put_record(store: db.Store, key: dict[str, Any], record: dict[str, Any], dev
     try:
         with store.session() as s:
             s.execute(delete(LatencyMeasurement).filter_by(**key))
-            s.add(LatencyMeasurement(
+            row = LatencyMeasurement(
                 **key, device=device, device_json=json.dumps(record.get("device"), default=str),
                 threads=record.get("threads"), median_ms=record["median_ms"],
                 mean_ms=record["mean_ms"], p10_ms=record["p10_ms"], p90_ms=record["p90_ms"],
                 iqr_ms=record["iqr_ms"], cv=record["cv"], count=record["count"],
                 warmup=record["warmup"], energy_median_j=energy.get("median_j"),
                 samples_ms=json.dumps(record["samples_ms"]), record=json.dumps(record, default=str),
-            ))
+            )
+            # Another worker timing the same key at the same moment may insert first (on
+            # PostgreSQL our delete does not see its uncommitted row): its measurement stands.
+            try:
+                with s.begin_nested():
+                    s.add(row)
+            except IntegrityError:
+                pass
     except SQLAlchemyError as e:
         raise EdgeExploreError(f"cannot write the latency cache: {db.error_reason(e)}") from None
 

@@ -24,7 +24,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from ..errors import EdgeExploreError
@@ -34,6 +34,8 @@ from .base import Base, error_reason, shown
 VERSION_TABLE = "edgeexplore_alembic_version"
 #: the folder Alembic runs (``env.py``, ``versions/``)
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: PostgreSQL advisory-lock key that queues schema upgrades (any fixed number of our own)
+_LOCK_KEY = 0x6564676578706C
 #: tables every Optuna RDB storage has: such a database is one we may add our tables to
 OPTUNA_TABLES = {"studies", "version_info"}
 
@@ -117,6 +119,10 @@ def upgrade(engine: Engine, url: str) -> tuple[str | None, str]:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 conn.begin()
+                if engine.dialect.name == "postgresql":
+                    # the same queue on PostgreSQL (hosts starting on a new database at once
+                    # would otherwise race to create the same tables): a lock to the commit
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             command.upgrade(config(conn), "head")
             conn.commit()
         except CommandError:  # a newer edgeexplore upgraded it meanwhile

@@ -1,22 +1,22 @@
 """Who is working on a study: the running trials' workers and their heartbeats, per host.
 
 A search process stamps ``heartbeat_at`` on its running ``trial_results`` row every
-:data:`~edgeexplore.search.study.HEARTBEAT_S` seconds. A row whose stamp is older than
-:data:`~edgeexplore.search.study.GRACE_S` is the same "silent" worker that the next search start
-marks failed (``recover_stale``), so it is reported as stale here by the same rule.
+:func:`~edgeexplore.store.liveness.heartbeat_s` seconds. A row whose stamp is older than the
+grace (:func:`~edgeexplore.store.liveness.grace_s`) is the same "silent" worker that every search
+worker marks failed (``recover_stale``), so it is reported as stale here by the same rule.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func, select
 
 from .. import store
 from ..errors import EdgeExploreError
 from ..store import db
-from .study import GRACE_S, HEARTBEAT_S
+from ..store.liveness import GRACE_S, HEARTBEAT_S, grace_s
 
 __all__ = ["GRACE_S", "HEARTBEAT_S", "HostSummary", "Worker", "study_workers"]
 
@@ -82,6 +82,6 @@ def study_workers(study: str, storage: str | None = None, now: datetime | None =
 def _worker(r: store.TrialResult, description: str | None, now: datetime) -> Worker:
     since = None if r.heartbeat_at is None else (now - r.heartbeat_at).total_seconds()
     # same rule as recover_stale: no heartbeat at all, or none for longer than the grace
-    stale = since is None or since > timedelta(seconds=GRACE_S).total_seconds()
+    stale = since is None or since > grace_s()
     return Worker(r.hostname, r.pid, r.id, r.number, r.arch_hash, description, r.started_at,
                   r.heartbeat_at, since, stale)
