@@ -28,6 +28,7 @@ curve of the epochs finished before the interruption.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -185,6 +186,10 @@ def _claim_or_reuse(cfg: ArchConfig, training: TrainingSpec, recorder: Recorder,
                     claim: ExitStack) -> Prior | None:
     """An earlier result to reuse, else None once this process holds the training claim
     (entered into ``claim``); meanwhile another process's training of it is waited for."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        # torchrun's ranks are one trainer: rank 0 holds the claim for all of them (a second
+        # rank waiting for rank 0's result while rank 0 waits for it in a collective would hang)
+        return _find_prior(cfg, training, recorder, url)
     while True:
         prior = _find_prior(cfg, training, recorder, url)
         if prior is not None:
