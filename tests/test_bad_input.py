@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from tiny import TINY
 
 from edgeexplore.ablation.variants import load_component
 from edgeexplore.cli import main
@@ -131,18 +132,6 @@ def test_set_keeps_text_settings_as_typed(capsys):
 
 # -- backends are checked before anything is trained -----------------------------------------------
 
-TINY = """
-name: tiny
-space: edgevit-tiny
-resolution: 32
-data: {spec: synthetic, subset: 3, val_subset: 2}
-proxy: {epochs: 1, batch_size: 10, warmup_epochs: 0, lr: 0.003, min_lr: 0.0}
-objectives: [accuracy, latency_ms]
-backend: {name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3, max_samples: 5}
-sampler: random
-seed: 0
-early_stopping: false
-"""
 NO_CUDA = "backend 'cuda' is not available here"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_text
 from torch import nn
 
 from edgeexplore.cli import main
@@ -103,18 +104,8 @@ stages:
 constraints: {max_params: 5M}
 """
 
-RECIPE = """
-name: toy
-space: toy-space.yaml
-resolution: 32
-data: {spec: synthetic, subset: 3, val_subset: 2}
-proxy: {epochs: 1, batch_size: 10, warmup_epochs: 0, lr: 0.003, min_lr: 0.0}
-objectives: [accuracy, latency_ms]
-backend: {name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3, max_samples: 5}
-sampler: random
-seed: 0
-early_stopping: false
-"""
+RECIPE = tiny_text().replace("name: tiny", "name: toy").replace("space: edgevit-tiny",
+                                                                "space: toy-space.yaml")
 
 
 def test_toy_kind_in_a_space_is_sampled_only_where_it_matters(dwres, tmp_path):

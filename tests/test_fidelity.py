@@ -7,22 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tiny import tiny_text
 
 from edgeexplore.cli import main
-
-TINY = """
-name: tiny
-space: edgevit-tiny
-resolution: 32
-data: {spec: synthetic, subset: 6, val_subset: 4}
-proxy: {epochs: 1, batch_size: 10, warmup_epochs: 0, lr: 0.003, min_lr: 0.0}
-objectives: [accuracy, latency_ms]
-backend: {name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3,
-          max_samples: 5}
-sampler: random
-seed: 0
-early_stopping: false
-"""
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +17,7 @@ def study(tmp_path_factory) -> Path:
     """Five trials of a 1-epoch proxy on a synthetic subset."""
     root = tmp_path_factory.mktemp("fidelity")
     recipe, db = root / "tiny.yaml", root / "ee.db"
-    recipe.write_text(TINY)
+    recipe.write_text(tiny_text(subset=6, val_subset=4))
     assert main(["search", str(recipe), "--budget", "5", "--storage", str(db), "--quiet"]) == 0
     return db
 

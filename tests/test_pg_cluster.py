@@ -10,6 +10,7 @@ import optuna
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
+from tiny import TINY
 
 from edgeexplore import store
 from edgeexplore.cli import cli, main
@@ -18,19 +19,6 @@ from edgeexplore.store import db
 
 pytestmark = pytest.mark.postgres
 
-TINY = """
-name: tiny
-space: edgevit-tiny
-resolution: 32
-data: {spec: synthetic, subset: 3, val_subset: 2}
-proxy: {epochs: 1, batch_size: 10, warmup_epochs: 0, lr: 0.003, min_lr: 0.0}
-objectives: [accuracy, latency_ms]
-backend: {name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3,
-          max_samples: 5}
-sampler: random
-seed: 0
-early_stopping: false
-"""
 
 TABLES = ("trial_results", "architectures", "environments", "latency_measurements", "trials",
           "trial_params", "trial_values")

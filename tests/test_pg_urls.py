@@ -12,22 +12,13 @@ import sys
 import textwrap
 
 import pytest
+from tiny import TINY as RECIPE
 
 from edgeexplore.cli import main
 from edgeexplore.store import db
 
 pytestmark = pytest.mark.postgres
 
-RECIPE = """
-name: tiny
-space: edgevit-tiny
-resolution: 32
-data: {spec: synthetic, subset: 3, val_subset: 2}
-proxy: {epochs: 1, batch_size: 10, warmup_epochs: 0}
-objectives: [accuracy, latency_ms]
-backend: {name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3, max_samples: 5}
-sampler: random
-"""
 
 
 def commands(tmp_path) -> list[list[str]]:

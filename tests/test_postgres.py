@@ -6,24 +6,12 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from tiny import TINY
 
 from edgeexplore.cli import cli, main
 
 pytestmark = pytest.mark.postgres
 
-TINY = """
-name: tiny
-space: edgevit-tiny
-resolution: 32
-data: {spec: synthetic, subset: 3, val_subset: 2}
-proxy: {epochs: 1, batch_size: 10, warmup_epochs: 0, lr: 0.003, min_lr: 0.0}
-objectives: [accuracy, latency_ms]
-backend: {name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3,
-          max_samples: 5}
-sampler: random
-seed: 0
-early_stopping: false
-"""
 
 
 def test_search_and_queries_on_postgresql(tmp_path, pg_url):

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy as sa
+from tiny import write_one_arch, write_tiny
 
 from edgeexplore.cli import main
 from edgeexplore.errors import ConfigError
@@ -20,25 +21,8 @@ from edgeexplore.search.devices import parse_devices, pin
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = """
-name: tiny
-space: edgevit-tiny
-resolution: 32
-data: {{spec: synthetic, subset: 3, val_subset: 2}}
-proxy: {{epochs: {epochs}, batch_size: 10, warmup_epochs: 0, lr: 0.003, min_lr: 0.0}}
-objectives: [accuracy, latency_ms]
-backend: {{name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3,
-          max_samples: 5}}
-sampler: random
-seed: 0
-early_stopping: false
-"""
-
-
 def _recipe(tmp_path: Path, name: str = "tiny.yaml", epochs: int = 1) -> Path:
-    p = tmp_path / name
-    p.write_text(TINY.format(epochs=epochs))
-    return p
+    return write_tiny(tmp_path, name, epochs=epochs)
 
 
 def _start(recipe: Path, url: str, *args: str, env: dict[str, str] | None = None
@@ -193,23 +177,10 @@ def test_grace_must_be_a_number(tmp_path, capsys, monkeypatch):
     assert code != 0 and "EDGEEXPLORE_GRACE_S='soon'" in capsys.readouterr().err
 
 
-ONE_ARCH_SPACE = """
-resolution: 32
-head_dim: 8
-stages:
-  - {depth: 1, heads: 1, block: conv}
-  - {depth: 1, heads: 2, block: conv}
-  - {depth: 1, heads: 2, block: lgl, sample_rate: 2}
-  - {depth: 1, heads: 4, block: lgl}
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_two_workers_on_one_architecture_train_it_once(tmp_path, pg_url):
-    (tmp_path / "one.yaml").write_text(ONE_ARCH_SPACE)
-    recipe = _recipe(tmp_path, epochs=60)  # long enough that both reach it while it trains
-    recipe.write_text(recipe.read_text().replace("space: edgevit-tiny", "space: one.yaml"))
+    recipe = write_one_arch(tmp_path, epochs=60)  # long enough that both reach it in training
     _finish([_start(recipe, pg_url, "--budget", "1") for _ in range(2)])
     engine = sa.create_engine(pg_url)
     with engine.connect() as c:

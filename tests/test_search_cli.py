@@ -14,31 +14,14 @@ from wsgiref.util import setup_testing_defaults
 
 import optuna
 import pytest
+from tiny import write_one_arch, write_tiny
 
 from edgeexplore.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = """
-name: tiny
-space: edgevit-tiny
-resolution: 32
-data: {{spec: synthetic, subset: 3, val_subset: 2}}
-proxy: {{epochs: {epochs}, batch_size: 10, warmup_epochs: 0, lr: {lr}, min_lr: 0.0,
-        nan_check_every: 1}}
-objectives: [accuracy, latency_ms]
-backend: {{name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3,
-          max_samples: 5}}
-sampler: random
-seed: 0
-early_stopping: false
-"""
-
-
 def _recipe(tmp_path: Path, name: str = "tiny.yaml", epochs: int = 1, lr: float = 3e-3) -> Path:
-    p = tmp_path / name
-    p.write_text(TINY.format(epochs=epochs, lr=lr))
-    return p
+    return write_tiny(tmp_path, name, epochs=epochs, lr=lr, proxy_extra=", nan_check_every: 1")
 
 
 def _rows(db: Path, study: str = "tiny") -> list[tuple]:
@@ -299,21 +282,8 @@ def test_two_workers_share_one_store(tmp_path):
     assert _optuna_states(db) == ["COMPLETE"] * 3
 
 
-FIXED_SPACE = """
-resolution: 32
-head_dim: 8
-stages:
-  - {depth: 1, heads: 1, block: conv}
-  - {depth: 1, heads: 2, block: conv}
-  - {depth: 1, heads: 2, block: lgl, sample_rate: 2}
-  - {depth: 1, heads: 4, block: lgl}
-"""
-
-
 def test_same_architecture_is_reused_not_retrained(tmp_path, capsys):
-    (tmp_path / "one.yaml").write_text(FIXED_SPACE)
-    recipe = _recipe(tmp_path)
-    recipe.write_text(recipe.read_text().replace("space: edgevit-tiny", "space: one.yaml"))
+    recipe = write_one_arch(tmp_path, proxy_extra=", nan_check_every: 1")
     db = tmp_path / "r.db"
     assert _search(str(recipe), "--budget", "2", "--storage", str(db)) == 0
     assert "(reused)" in capsys.readouterr().out

@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 from click.testing import CliRunner
+from tiny import TINY
 
 from edgeexplore import store
 from edgeexplore.analysis import pareto, query
@@ -22,20 +23,6 @@ from edgeexplore.search import recipe as recipe_mod
 from edgeexplore.search import study as study_mod
 from edgeexplore.search.recipe import StudyRecipe
 from edgeexplore.store import db
-
-TINY = """
-name: tiny
-space: edgevit-tiny
-resolution: 32
-data: {spec: synthetic, subset: 3, val_subset: 2}
-proxy: {epochs: 1, batch_size: 10, warmup_epochs: 0, lr: 0.003, min_lr: 0.0}
-objectives: [accuracy, latency_ms]
-backend: {name: torch-cpu, threads: 1, budget_s: 0.05, warmup: 1, min_samples: 3,
-          max_samples: 5}
-sampler: random
-seed: 0
-early_stopping: false
-"""
 
 
 def test_one_objective_type_and_spelling(tmp_path):
