@@ -196,7 +196,8 @@ def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorag
     recovered = 0
     with db.session_scope(url) as s:
         rows = s.execute(select(TrialResult.id, TrialResult.hostname, TrialResult.pid,
-                                TrialResult.heartbeat_at, TrialResult.optuna_trial_id)
+                                TrialResult.heartbeat_at, TrialResult.optuna_trial_id,
+                                TrialResult.number)
                          .where(TrialResult.study == study_name,
                                 TrialResult.state == store.RUNNING)).all()
     for r in rows:
@@ -214,25 +215,26 @@ def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorag
         if r.optuna_trial_id is not None:
             _fail_optuna_trial(ostorage, r.optuna_trial_id)
             _retry(ostorage, study_name, r.optuna_trial_id, retries)
-    # Optuna trials left RUNNING with no live row of ours (a crash right after ``ask``).
+    # Optuna trials left RUNNING with no running row of ours (a crash right after ``ask``).
+    # The rows read above are the running ones: a dead one's trial was just failed (by this
+    # worker or the one that won it), and a row newer than that read has a trial younger than
+    # the grace below.
     try:
         study_id = ostorage.get_study_id_from_name(study_name)
     except KeyError:
         return recovered
-    with db.session_scope(url) as s:
-        live = {tid for (tid,) in s.execute(select(TrialResult.optuna_trial_id).where(
-            TrialResult.study == study_name, TrialResult.state == store.RUNNING))}
+    live = {r.number for r in rows}
     for t in ostorage.get_all_trials(study_id, deepcopy=False,
                                      states=(optuna.trial.TrialState.RUNNING,)):
-        trial_id = ostorage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        if trial_id in live:
+        if t.number in live:
             continue
         started = t.datetime_start
         # Optuna stamps trials with naive local time, unlike our UTC columns
         if started is not None and (datetime.now() - started.replace(tzinfo=None)
                                     ).total_seconds() < liveness.grace_s():
             continue
-        _fail_optuna_trial(ostorage, trial_id)
+        _fail_optuna_trial(ostorage,
+                           ostorage.get_trial_id_from_study_id_trial_number(study_id, t.number))
     return recovered
 
 
