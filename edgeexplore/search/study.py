@@ -289,7 +289,6 @@ class _Context:
     retries: int = 0
     #: receives a line per finished trial (the CLI prints them)
     report: Callable[[Outcome], None] | None = None
-    device: str | None = None
     #: torch intra-op threads of a spawned worker (the cores shared among the workers)
     threads: int | None = None
     #: the one device a spawned worker is pinned to (--devices), None to leave it as it is
@@ -316,10 +315,6 @@ class _Quota:
         if self.left is not None:
             with self.left.get_lock():
                 self.left.value += 1
-
-    @property
-    def limited(self) -> bool:
-        return self.left is not None
 
 
 def _directions(objectives: tuple[Objective, ...]) -> list[str]:
@@ -437,7 +432,7 @@ def _worker(ctx: _Context) -> list[Outcome]:
     recipe = ctx.recipe
     ostorage = optuna_storage(ctx.url)
     with db.session_scope(ctx.url) as s:
-        env_id = store.get_or_create_environment(s, store.describe_environment(ctx.device)).id
+        env_id = store.get_or_create_environment(s, store.describe_environment()).id
         already = s.scalar(select(func.count()).select_from(TrialResult)
                            .where(TrialResult.study == ctx.name)) or 0
     # A different sampler seed per run and worker: a resumed study must not re-propose the
@@ -451,8 +446,6 @@ def _worker(ctx: _Context) -> list[Outcome]:
     infeasible_run = 0
     while True:
         if ctx.deadline is not None and time.time() >= ctx.deadline:
-            break
-        if not ctx.quota.limited and ctx.max_trials is None and ctx.deadline is None:
             break
         if infeasible_run >= MAX_INFEASIBLE_PER_TRIAL:
             raise ConfigError(
