@@ -377,16 +377,6 @@ def _stored_matches(url: str, name: str, plan: Plan) -> dict[str, MatchResult]:
     return out
 
 
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
 # -- running -----------------------------------------------------------------------------------
 
 Printer = Callable[[str], None]
@@ -487,7 +477,7 @@ def _measure_latency(plan: Plan, ablation_id: int, url: str, echo: Printer) -> N
             continue
         try:
             meas = spec.measure(pv.arch, url)
-            ms, detail, err = float(meas.median_ms), as_json(_jsonable(meas.to_dict())), None
+            ms, detail, err = float(meas.median_ms), as_json(meas.to_dict()), None
             echo(f"  latency {vname}: {ms:.2f} ms ({plan.backend})")
         except EdgeExploreError as e:
             ms, detail, err = None, None, str(e)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import optuna
 from sqlalchemy.orm import Session
 
 from .. import store
@@ -32,6 +31,7 @@ from ..evaluation import (
     new_trial_row,
 )
 from ..store import TrialResult, db
+from ..study_summary import optuna_study_attrs
 
 
 class _RerunRow(TrialRow):
@@ -46,10 +46,7 @@ class _RerunRow(TrialRow):
 
 def _study_data(url: str, study: str) -> DataSpec:
     """The study's data spec, from the recipe the search left in Optuna's study."""
-    try:
-        recipe: Any = optuna.load_study(study_name=study, storage=url).user_attrs.get("recipe")
-    except KeyError:
-        recipe = None
+    recipe: Any = optuna_study_attrs(db.get_engine(url)).get(study, {}).get("recipe")
     if not recipe or "data" not in recipe:
         raise EdgeExploreError(f"study {study!r} has no search recipe stored in Optuna's study "
                                "(not made by `edgeexplore search`), so its data is unknown")

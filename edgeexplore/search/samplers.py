@@ -25,31 +25,31 @@ from .space import Constraints
 CONSTRAINTS_ATTR = "constraint_violations"
 
 
+def _violations(cons: Constraints, values: Mapping[str, float]) -> dict[str, float]:
+    """Each limit the space sets and ``values`` knows, by name: its relative excess."""
+    return {key: float(values[key]) / float(limit) - 1.0
+            for limit, key in ((cons.max_params, "params"), (cons.max_flops, "flops"),
+                               (cons.max_latency_ms, "latency_ms"))
+            if limit is not None and values.get(key) is not None}
+
+
 def constraint_violations(cons: Constraints, values: Mapping[str, float]) -> list[float]:
     """Relative excess over each limit the space sets and ``values`` knows (<= 0: within it).
 
     Relative, so params (millions) and latency (milliseconds) weigh alike in the samplers'
     "sum of violations" ranking of infeasible trials.
     """
-    out = []
-    for limit, key in ((cons.max_params, "params"), (cons.max_flops, "flops"),
-                       (cons.max_latency_ms, "latency_ms")):
-        if limit is not None and values.get(key) is not None:
-            out.append(float(values[key]) / float(limit) - 1.0)
-    return out
+    return list(_violations(cons, values).values())
 
 
 def set_constraints(trial: optuna.Trial, cons: Constraints, values: Mapping[str, float]) -> None:
     """Store the violations on the trial for the samplers, and as a user attribute for people."""
-    violations = constraint_violations(cons, values)
+    violations = _violations(cons, values)
     if not violations:
         return
-    names = [k for limit, k in ((cons.max_params, "params"), (cons.max_flops, "flops"),
-                                (cons.max_latency_ms, "latency_ms"))
-             if limit is not None and values.get(k) is not None]
-    for name, v in zip(names, violations):
+    for name, v in violations.items():
         trial.set_constraint(name, v)
-    trial.set_user_attr(CONSTRAINTS_ATTR, violations)
+    trial.set_user_attr(CONSTRAINTS_ATTR, list(violations.values()))
 
 
 def make_sampler(recipe: StudyRecipe, seed: int) -> optuna.samplers.BaseSampler:

@@ -196,7 +196,8 @@ def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorag
     recovered = 0
     with db.session_scope(url) as s:
         rows = s.execute(select(TrialResult.id, TrialResult.hostname, TrialResult.pid,
-                                TrialResult.heartbeat_at, TrialResult.optuna_trial_id)
+                                TrialResult.heartbeat_at, TrialResult.optuna_trial_id,
+                                TrialResult.number)
                          .where(TrialResult.study == study_name,
                                 TrialResult.state == store.RUNNING)).all()
     for r in rows:
@@ -214,25 +215,26 @@ def recover_stale(url: str, study_name: str, ostorage: optuna.storages.RDBStorag
         if r.optuna_trial_id is not None:
             _fail_optuna_trial(ostorage, r.optuna_trial_id)
             _retry(ostorage, study_name, r.optuna_trial_id, retries)
-    # Optuna trials left RUNNING with no live row of ours (a crash right after ``ask``).
+    # Optuna trials left RUNNING with no running row of ours (a crash right after ``ask``).
+    # The rows read above are the running ones: a dead one's trial was just failed (by this
+    # worker or the one that won it), and a row newer than that read has a trial younger than
+    # the grace below.
     try:
         study_id = ostorage.get_study_id_from_name(study_name)
     except KeyError:
         return recovered
-    with db.session_scope(url) as s:
-        live = {tid for (tid,) in s.execute(select(TrialResult.optuna_trial_id).where(
-            TrialResult.study == study_name, TrialResult.state == store.RUNNING))}
+    live = {r.number for r in rows}
     for t in ostorage.get_all_trials(study_id, deepcopy=False,
                                      states=(optuna.trial.TrialState.RUNNING,)):
-        trial_id = ostorage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        if trial_id in live:
+        if t.number in live:
             continue
         started = t.datetime_start
         # Optuna stamps trials with naive local time, unlike our UTC columns
         if started is not None and (datetime.now() - started.replace(tzinfo=None)
                                     ).total_seconds() < liveness.grace_s():
             continue
-        _fail_optuna_trial(ostorage, trial_id)
+        _fail_optuna_trial(ostorage,
+                           ostorage.get_trial_id_from_study_id_trial_number(study_id, t.number))
     return recovered
 
 
@@ -287,7 +289,6 @@ class _Context:
     retries: int = 0
     #: receives a line per finished trial (the CLI prints them)
     report: Callable[[Outcome], None] | None = None
-    device: str | None = None
     #: torch intra-op threads of a spawned worker (the cores shared among the workers)
     threads: int | None = None
     #: the one device a spawned worker is pinned to (--devices), None to leave it as it is
@@ -314,10 +315,6 @@ class _Quota:
         if self.left is not None:
             with self.left.get_lock():
                 self.left.value += 1
-
-    @property
-    def limited(self) -> bool:
-        return self.left is not None
 
 
 def _directions(objectives: tuple[Objective, ...]) -> list[str]:
@@ -435,7 +432,7 @@ def _worker(ctx: _Context) -> list[Outcome]:
     recipe = ctx.recipe
     ostorage = optuna_storage(ctx.url)
     with db.session_scope(ctx.url) as s:
-        env_id = store.get_or_create_environment(s, store.describe_environment(ctx.device)).id
+        env_id = store.get_or_create_environment(s, store.describe_environment()).id
         already = s.scalar(select(func.count()).select_from(TrialResult)
                            .where(TrialResult.study == ctx.name)) or 0
     # A different sampler seed per run and worker: a resumed study must not re-propose the
@@ -449,8 +446,6 @@ def _worker(ctx: _Context) -> list[Outcome]:
     infeasible_run = 0
     while True:
         if ctx.deadline is not None and time.time() >= ctx.deadline:
-            break
-        if not ctx.quota.limited and ctx.max_trials is None and ctx.deadline is None:
             break
         if infeasible_run >= MAX_INFEASIBLE_PER_TRIAL:
             raise ConfigError(

@@ -9,6 +9,7 @@ loop reserved.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from ..config import ArchConfig
@@ -75,7 +76,10 @@ class TrialRunner:
                            if es.enabled else None)
         self.limits = _SpaceLimits(recipe, self.latency, url)
 
+    @cached_property
     def num_classes(self) -> int:
+        """The data's class count (the head's size), loaded once: a folder is not kept in memory,
+        so asking every trial read the whole folder a second time (beside its training's)."""
         r = self.recipe
         return self.training.load_data(r.resolution or r.space.resolution[0]).num_classes
 
@@ -84,7 +88,7 @@ class TrialRunner:
         r = self.recipe
 
         def sample() -> ArchConfig:
-            return r.space.suggest(trial, num_classes=self.num_classes(), resolution=r.resolution)
+            return r.space.suggest(trial, num_classes=self.num_classes, resolution=r.resolution)
 
         out = evaluate(sample, TrialRow(self.url, row_id), training=self.training,
                        latency=self.latency, storage=self.url, limits=self.limits,
