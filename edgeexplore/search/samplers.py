@@ -21,9 +21,6 @@ from ..errors import ConfigError, reject_unknown_keys
 from .recipe import StudyRecipe
 from .space import Constraints
 
-#: user attribute holding a trial's constraint violations (> 0: broken), for reporting
-CONSTRAINTS_ATTR = "constraint_violations"
-
 
 def _violations(cons: Constraints, values: Mapping[str, float]) -> dict[str, float]:
     """Each limit the space sets and ``values`` knows, by name: its relative excess."""
@@ -43,13 +40,10 @@ def constraint_violations(cons: Constraints, values: Mapping[str, float]) -> lis
 
 
 def set_constraints(trial: optuna.Trial, cons: Constraints, values: Mapping[str, float]) -> None:
-    """Store the violations on the trial for the samplers, and as a user attribute for people."""
-    violations = _violations(cons, values)
-    if not violations:
-        return
-    for name, v in violations.items():
+    """Store the violations on the trial (Optuna keeps them as system attributes, which the
+    constraint-aware samplers and optuna-dashboard read)."""
+    for name, v in _violations(cons, values).items():
         trial.set_constraint(name, v)
-    trial.set_user_attr(CONSTRAINTS_ATTR, list(violations.values()))
 
 
 def make_sampler(recipe: StudyRecipe, seed: int) -> optuna.samplers.BaseSampler:
