@@ -140,6 +140,24 @@ def test_processes_opening_a_store_together_all_succeed(tmp_path, start):
     con.close()
 
 
+@pytest.mark.postgres
+def test_hosts_opening_a_new_postgresql_database_together_all_succeed(pg_url):
+    """Six processes open one new PostgreSQL database at the same moment (hosts starting a study
+    together): our tables and Optuna's are created once, and nobody sees "already exists"."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_open_store_and_record_environment, args=(pg_url, barrier, results))
+             for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert len({results.get(timeout=5) for _ in procs}) == 1
+    with db.open_store(pg_url).engine.connect() as conn:
+        assert migrate.current(conn) == migrate.head()
+
+
 @pytest.mark.parametrize(("url", "message"), [
     ("nosuch://foo", "names no database SQLAlchemy knows"),
     ("postgresql://me:s3cret@127.0.0.1:1/db",

@@ -163,7 +163,7 @@ def optuna_storage(url: str) -> optuna.storages.RDBStorage:
         kwargs["connect_args"] = {"timeout": db.BUSY_TIMEOUT_S}
     try:
         with _quiet_optuna():
-            ostorage = db.create_schema(lambda: optuna.storages.RDBStorage(
+            ostorage = db.create_schema(url, lambda: optuna.storages.RDBStorage(
                 url, engine_kwargs=kwargs, heartbeat_interval=max(1, round(liveness.heartbeat_s())),
                 grace_period=max(1, round(liveness.grace_s())),
             ))

@@ -51,7 +51,7 @@ def _optuna(url: str, create: bool) -> optuna.storages.RDBStorage:
         kwargs["connect_args"] = {"timeout": db.BUSY_TIMEOUT_S}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return db.create_schema(lambda: optuna.storages.RDBStorage(
+        return db.create_schema(url, lambda: optuna.storages.RDBStorage(
             url, engine_kwargs=kwargs, skip_table_creation=not create))
 
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -188,13 +188,33 @@ def get_engine(url: str | None = None) -> Engine:
     return open_store(url).engine
 
 
-def create_schema(create: Callable[[], T]) -> T:
-    """Run a schema-creating ``create``, tolerating another process creating the same schema.
+#: PostgreSQL advisory-lock key that queues the creation of Optuna's tables (its own number:
+#: :mod:`.migrate` holds another while it upgrades ours, and the two may nest in one process)
+_OPTUNA_SCHEMA_LOCK = 0x6F7074756E61
 
-    Two searches started together on a new file both see a table missing and both issue
-    CREATE TABLE (Optuna also both insert its schema version); the loser's "already exists" or
-    duplicate version row only means the schema is there now, so look again.
+
+def create_schema(url: str, create: Callable[[], T]) -> T:
+    """Run ``create`` (which makes Optuna's schema at ``url`` if missing), tolerating other
+    processes doing the same at once.
+
+    On PostgreSQL, hosts starting on a new database at once would race inside Optuna's
+    CREATE TABLEs (PostgreSQL then reports 'type "alembic_version" already exists'), so they
+    queue on an advisory lock held for the duration. On SQLite the loser of the race sees
+    "already exists" or a duplicate schema-version row, which only means the schema is there
+    now, so look again.
     """
+    if make_url(url).get_backend_name() == "postgresql":
+        engine = _new_engine(url, pragmas=False)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _OPTUNA_SCHEMA_LOCK})
+                try:
+                    return create()
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                 {"key": _OPTUNA_SCHEMA_LOCK})
+        finally:
+            engine.dispose()
     for _ in range(4):
         try:
             return create()
