@@ -86,8 +86,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def _new_engine(url: str, pragmas: bool) -> Engine:
-    """An engine for ``url``; ``pragmas`` switches SQLite to WAL (a write) on every connection."""
+def _new_engine(url: str) -> Engine:
+    """An engine for ``url``, without our SQLite pragmas (:func:`open_store` adds them)."""
     kwargs = {}
     parsed = make_url(url)
     if url.startswith("sqlite"):
@@ -103,8 +103,6 @@ def _new_engine(url: str, pragmas: bool) -> Engine:
     except ImportError as e:
         raise EdgeExploreError(servers.driver_missing(shown(url), parsed.get_backend_name(),
                                                       e.name)) from None
-    if pragmas and url.startswith("sqlite"):
-        event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 
@@ -152,10 +150,16 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     found = _stores.get(url)
     if found is not None:
         return found
-    probe(url, create=create)
-    engine = _new_engine(url, pragmas=True)
+    # One engine: it checks the database without pragmas (a file that is not ours must stay
+    # byte-identical, not even a WAL switch), then takes them on for every later connection.
+    engine = _new_engine(url)
     try:
-        migrate.upgrade(engine, url)
+        revision = _check(engine, url, create=create)
+        if url.startswith("sqlite"):
+            event.listen(engine, "connect", _sqlite_pragmas)
+            engine.dispose()  # the probing connection had none: open the next ones afresh
+        if revision != migrate.head():
+            migrate.upgrade(engine, url)
     except BaseException:
         engine.dispose()
         raise
@@ -166,21 +170,26 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
 def probe(url: str, *, create: bool) -> str | None:
     """Check, without writing anything, that ``url`` is (``create``: or can become) our store;
     returns the schema revision recorded in it (None: none yet)."""
+    engine = _new_engine(url)
+    try:
+        return _check(engine, url, create=create)
+    finally:
+        engine.dispose()
+
+
+def _check(engine: Engine, url: str, *, create: bool) -> str | None:
+    """:func:`probe` on an engine without pragmas."""
     parsed = make_url(url)
     if not create and parsed.get_backend_name() == "sqlite" and parsed.database not in (
             None, "", ":memory:") and not Path(parsed.database).expanduser().is_file():
         raise EdgeExploreError(f"no database at {Path(parsed.database).expanduser()} "
                                "(run `edgeexplore search` first, or pass --storage)")
-    # No pragmas: a file that is not ours must stay byte-identical (not even a WAL switch).
-    engine = _new_engine(url, pragmas=False)
     try:
         return migrate.check(engine, url, create=create)
     except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
         sqlstate = getattr(getattr(e, "orig", None), "sqlstate", None)
         raise EdgeExploreError(servers.connection_problem(shown(url), error_reason(e), sqlstate)
                                or f"cannot open the store {shown(url)}: {error_reason(e)}") from None
-    finally:
-        engine.dispose()
 
 
 def get_engine(url: str | None = None) -> Engine:
