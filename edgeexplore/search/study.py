@@ -157,15 +157,10 @@ def _quiet_optuna() -> Iterator[None]:
 
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage on the same file, with our busy timeout and heartbeats on."""
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": db.BUSY_TIMEOUT_S}
     try:
         with _quiet_optuna():
-            ostorage = db.create_schema(lambda: optuna.storages.RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=max(1, round(liveness.heartbeat_s())),
-                grace_period=max(1, round(liveness.grace_s())),
-            ))
+            ostorage = db.optuna_rdb(url, heartbeat_interval=max(1, round(liveness.heartbeat_s())),
+                                     grace_period=max(1, round(liveness.grace_s())))
     except (DatabaseError, OperationalError) as e:
         raise EdgeExploreError(f"cannot open the store {db.shown(url)}: {db.error_reason(e)}") from None
     if url.startswith("sqlite"):

@@ -10,10 +10,11 @@ reader (``trials list``, optuna-dashboard) can share the file without "database 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
@@ -211,6 +212,21 @@ def create_schema(create: Callable[[], T]) -> T:
             if not (isinstance(e, IntegrityError) or "already exists" in str(e.orig)):
                 raise
     return create()  # the schema is complete by now; a failure here is a real one
+
+
+def optuna_rdb(url: str, *, create: bool = True, **options: Any) -> Any:
+    """Optuna's RDB storage on ``url`` with our SQLite busy timeout (``options``: more of
+    ``RDBStorage``'s). ``create`` makes Optuna's tables where missing, beside another process
+    doing the same; without it a database lacking them fails on first use."""
+    import optuna  # only the commands that reach Optuna's tables pay for importing it
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
+    with warnings.catch_warnings():  # heartbeats are "experimental" to Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return create_schema(lambda: optuna.storages.RDBStorage(
+            url, engine_kwargs=kwargs, skip_table_creation=not create, **options))
 
 
 def add_once(session: Session, row: Base, **key: object) -> Base:
