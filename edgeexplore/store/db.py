@@ -145,11 +145,17 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     Optuna's; ``create=False`` (commands that only read) refuses a missing file or a database
     without our tables, leaving it untouched. Either way a database of another application is
     refused, an older store of ours is upgraded, and a newer one is refused, each in one sentence.
-    One :class:`Store` per URL per process.
+    One :class:`Store` per URL per process, found again by the URL as given (every transaction
+    of :func:`session_scope` asks) without checking it again.
     """
-    url = normalise_url(url)
+    given = url or default_url()
+    found = _stores.get(given)
+    if found is not None:
+        return found
+    url = normalise_url(given)
     found = _stores.get(url)
     if found is not None:
+        _stores[given] = found
         return found
     # One engine: it checks the database without pragmas (a file that is not ours must stay
     # byte-identical, not even a WAL switch), then takes them on for every later connection.
@@ -164,7 +170,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     except BaseException:
         engine.dispose()
         raise
-    store = _stores[url] = Store(url, engine)
+    store = _stores[url] = _stores[given] = Store(url, engine)
     return store
 
 
