@@ -33,11 +33,10 @@ import multiprocessing as mp
 import os
 import re
 import shlex
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -149,7 +148,7 @@ class SearchRun:
 @contextmanager
 def _quiet_optuna() -> Iterator[None]:
     """Hide Optuna's "experimental" notices and its hint that heartbeats are meant for
-    ``Study.optimize``: we drive ask/tell and send the heartbeats ourselves (see _Heartbeat)."""
+    ``Study.optimize``: we drive ask/tell and send the heartbeats ourselves (see _heartbeat)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
@@ -158,15 +157,10 @@ def _quiet_optuna() -> Iterator[None]:
 
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage on the same file, with our busy timeout and heartbeats on."""
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": db.BUSY_TIMEOUT_S}
     try:
         with _quiet_optuna():
-            ostorage = db.create_schema(url, lambda: optuna.storages.RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=max(1, round(liveness.heartbeat_s())),
-                grace_period=max(1, round(liveness.grace_s())),
-            ))
+            ostorage = db.optuna_rdb(url, heartbeat_interval=max(1, round(liveness.heartbeat_s())),
+                                     grace_period=max(1, round(liveness.grace_s())))
     except (DatabaseError, OperationalError) as e:
         raise EdgeExploreError(f"cannot open the store {db.shown(url)}: {db.error_reason(e)}") from None
     if url.startswith("sqlite"):
@@ -366,31 +360,16 @@ def open_study(recipe: StudyRecipe, name: str, url: str, sampler_seed: int,
     return study
 
 
-class _Heartbeat:
+def _heartbeat(url: str, row_id: int, ostorage: Any, trial_id: int) -> AbstractContextManager[None]:
     """Keeps a running trial's heartbeat fresh in both stores while it trains."""
 
-    def __init__(self, url: str, row_id: int, ostorage: Any, trial_id: int) -> None:
-        self.url, self.row_id, self.ostorage, self.trial_id = url, row_id, ostorage, trial_id
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+    def beat() -> None:
+        with db.session_scope(url) as s:
+            s.execute(update(TrialResult).where(TrialResult.id == row_id)
+                      .values(heartbeat_at=db.utcnow()))
+        ostorage.record_heartbeat(trial_id)
 
-    def _run(self) -> None:
-        while not self.stop.wait(liveness.heartbeat_s()):
-            try:
-                with db.session_scope(self.url) as s:
-                    s.execute(update(TrialResult).where(TrialResult.id == self.row_id)
-                              .values(heartbeat_at=db.utcnow()))
-                self.ostorage.record_heartbeat(self.trial_id)
-            except Exception:  # noqa: BLE001, S110 - a missed beat only delays stale detection
-                pass
-
-    def __enter__(self) -> _Heartbeat:  # noqa: PYI034 - private, never subclassed
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
+    return liveness.beating(beat)
 
 
 def _reserve(url: str, name: str, cap: int | None, env_id: int, training: TrainingSpec,
@@ -469,7 +448,7 @@ def _worker(ctx: _Context) -> list[Outcome]:
                 optuna_trial_id=trial_id, optuna_study_id=study_id, number=trial.number))
         # the pipeline marks the row failed (Ctrl-C included) before the exception gets here
         try:
-            with _Heartbeat(ctx.url, row_id, ostorage, trial_id):
+            with _heartbeat(ctx.url, row_id, ostorage, trial_id):
                 outcome = runner.run(trial, row_id)
         except KeyboardInterrupt:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)

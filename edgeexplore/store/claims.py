@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -72,24 +71,16 @@ def _where_mine(arch_hash: str, train_key: str):
 @contextmanager
 def held(url: str, arch_hash: str, train_key: str) -> Iterator[None]:
     """Keep a won claim alive while the block trains and stores, then release it."""
-    stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(liveness.heartbeat_s()):
-            try:
-                with db.session_scope(url) as s:
-                    s.execute(update(TrainingClaim).where(*_where_mine(arch_hash, train_key))
-                              .values(heartbeat_at=db.utcnow()))
-            except Exception:  # noqa: BLE001, S110 - a missed beat only risks a second training
-                pass
+        with db.session_scope(url) as s:
+            s.execute(update(TrainingClaim).where(*_where_mine(arch_hash, train_key))
+                      .values(heartbeat_at=db.utcnow()))
 
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
     try:
-        yield
+        with liveness.beating(beat):
+            yield
     finally:
-        stop.set()
-        thread.join(timeout=5)
         with db.session_scope(url) as s:
             s.execute(delete(TrainingClaim).where(*_where_mine(arch_hash, train_key)))
 

@@ -15,9 +15,7 @@ copy leaves the destination as it was.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from sqlalchemy import Connection, Table, column, func, select, table
@@ -45,16 +43,6 @@ class CopyReport:
     latency_measurements: int  # new at the destination
 
 
-def _optuna(url: str, create: bool) -> optuna.storages.RDBStorage:
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": db.BUSY_TIMEOUT_S}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return db.create_schema(url, lambda: optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, skip_table_creation=not create))
-
-
 def _study_id(storage: optuna.storages.RDBStorage, name: str) -> int | None:
     try:
         return storage.get_study_id_from_name(name)
@@ -75,7 +63,7 @@ def copy_study(name: str, from_url: str, to_url: str) -> CopyReport:
     # the source is read: it must be a store already (a typo must not create an empty one)
     src_engine = db.open_store(src_url, create=False).engine
     dst_engine = db.open_store(dst_url).engine
-    src, dst = _optuna(src_url, create=False), _optuna(dst_url, create=True)
+    src, dst = db.optuna_rdb(src_url, create=False), db.optuna_rdb(dst_url)
     src_study = _study_id(src, name)
     if src_study is None:
         raise EdgeExploreError(f"{db.shown(src_url)} holds no study named {name!r} "

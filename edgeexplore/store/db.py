@@ -10,10 +10,11 @@ reader (``trials list``, optuna-dashboard) can share the file without "database 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
@@ -86,8 +87,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def _new_engine(url: str, pragmas: bool) -> Engine:
-    """An engine for ``url``; ``pragmas`` switches SQLite to WAL (a write) on every connection."""
+def _new_engine(url: str) -> Engine:
+    """An engine for ``url``, without our SQLite pragmas (:func:`open_store` adds them)."""
     kwargs = {}
     parsed = make_url(url)
     if url.startswith("sqlite"):
@@ -103,8 +104,6 @@ def _new_engine(url: str, pragmas: bool) -> Engine:
     except ImportError as e:
         raise EdgeExploreError(servers.driver_missing(shown(url), parsed.get_backend_name(),
                                                       e.name)) from None
-    if pragmas and url.startswith("sqlite"):
-        event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 
@@ -146,41 +145,58 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     Optuna's; ``create=False`` (commands that only read) refuses a missing file or a database
     without our tables, leaving it untouched. Either way a database of another application is
     refused, an older store of ours is upgraded, and a newer one is refused, each in one sentence.
-    One :class:`Store` per URL per process.
+    One :class:`Store` per URL per process, found again by the URL as given (every transaction
+    of :func:`session_scope` asks) without checking it again.
     """
-    url = normalise_url(url)
-    found = _stores.get(url)
+    given = url or default_url()
+    found = _stores.get(given)
     if found is not None:
         return found
-    probe(url, create=create)
-    engine = _new_engine(url, pragmas=True)
+    url = normalise_url(given)
+    found = _stores.get(url)
+    if found is not None:
+        _stores[given] = found
+        return found
+    # One engine: it checks the database without pragmas (a file that is not ours must stay
+    # byte-identical, not even a WAL switch), then takes them on for every later connection.
+    engine = _new_engine(url)
     try:
-        migrate.upgrade(engine, url)
+        revision = _check(engine, url, create=create)
+        if url.startswith("sqlite"):
+            event.listen(engine, "connect", _sqlite_pragmas)
+            engine.dispose()  # the probing connection had none: open the next ones afresh
+        if revision != migrate.head():
+            migrate.upgrade(engine, url)
     except BaseException:
         engine.dispose()
         raise
-    store = _stores[url] = Store(url, engine)
+    store = _stores[url] = _stores[given] = Store(url, engine)
     return store
 
 
 def probe(url: str, *, create: bool) -> str | None:
     """Check, without writing anything, that ``url`` is (``create``: or can become) our store;
     returns the schema revision recorded in it (None: none yet)."""
+    engine = _new_engine(url)
+    try:
+        return _check(engine, url, create=create)
+    finally:
+        engine.dispose()
+
+
+def _check(engine: Engine, url: str, *, create: bool) -> str | None:
+    """:func:`probe` on an engine without pragmas."""
     parsed = make_url(url)
     if not create and parsed.get_backend_name() == "sqlite" and parsed.database not in (
             None, "", ":memory:") and not Path(parsed.database).expanduser().is_file():
         raise EdgeExploreError(f"no database at {Path(parsed.database).expanduser()} "
                                "(run `edgeexplore search` first, or pass --storage)")
-    # No pragmas: a file that is not ours must stay byte-identical (not even a WAL switch).
-    engine = _new_engine(url, pragmas=False)
     try:
         return migrate.check(engine, url, create=create)
     except DatabaseError as e:  # e.g. "file is not a database": say so, do not touch it
         sqlstate = getattr(getattr(e, "orig", None), "sqlstate", None)
         raise EdgeExploreError(servers.connection_problem(shown(url), error_reason(e), sqlstate)
                                or f"cannot open the store {shown(url)}: {error_reason(e)}") from None
-    finally:
-        engine.dispose()
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -222,6 +238,21 @@ def create_schema(url: str, create: Callable[[], T]) -> T:
             if not (isinstance(e, IntegrityError) or "already exists" in str(e.orig)):
                 raise
     return create()  # the schema is complete by now; a failure here is a real one
+
+
+def optuna_rdb(url: str, *, create: bool = True, **options: Any) -> Any:
+    """Optuna's RDB storage on ``url`` with our SQLite busy timeout (``options``: more of
+    ``RDBStorage``'s). ``create`` makes Optuna's tables where missing, beside another process
+    doing the same; without it a database lacking them fails on first use."""
+    import optuna  # only the commands that reach Optuna's tables pay for importing it
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
+    with warnings.catch_warnings():  # heartbeats are "experimental" to Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return create_schema(url, lambda: optuna.storages.RDBStorage(
+            url, engine_kwargs=kwargs, skip_table_creation=not create, **options))
 
 
 def add_once(session: Session, row: Base, **key: object) -> Base:

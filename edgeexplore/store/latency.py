@@ -217,23 +217,27 @@ class LatencyPredictor(db.Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
 
 
+_PREDICTOR_KEY = ("backend", "settings", "batch", "device_fingerprint")
+
+
+def _predictor(row: LatencyPredictor) -> dict[str, Any]:
+    return {"method": row.method, "device": row.device, "archs": json.loads(row.archs),
+            "report": json.loads(row.report), "updated_at": row.updated_at,
+            **{k: getattr(row, k) for k in _PREDICTOR_KEY}}
+
+
 def get_predictor(store: db.Store, key: dict[str, Any]) -> dict[str, Any] | None:
     """The predictor row under ``key`` (backend, settings, batch, device_fingerprint) as a dict."""
     with store.session() as s:
         row = s.scalar(select(LatencyPredictor).filter_by(**key).limit(1))
-        if row is None:
-            return None
-        return {"method": row.method, "device": row.device, "archs": json.loads(row.archs),
-                "report": json.loads(row.report), "updated_at": row.updated_at, **key}
+        return None if row is None else _predictor(row)
 
 
 def list_predictors(store: db.Store) -> list[dict[str, Any]]:
     """Every stored predictor, newest first, as :func:`get_predictor` gives them."""
     with store.session() as s:
-        keys = s.execute(select(LatencyPredictor.backend, LatencyPredictor.settings,
-                                LatencyPredictor.batch, LatencyPredictor.device_fingerprint)
-                         .order_by(LatencyPredictor.updated_at.desc())).all()
-    return [get_predictor(store, dict(k._mapping)) for k in keys]
+        return [_predictor(row) for row in s.scalars(
+            select(LatencyPredictor).order_by(LatencyPredictor.updated_at.desc()))]
 
 
 def put_predictor(store: db.Store, key: dict[str, Any], *, device: str, method: str,

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from ..errors import ConfigError
@@ -57,3 +60,27 @@ def is_dead(hostname: str | None, pid: int | None, heartbeat_at: datetime | None
         return False
     silent = heartbeat_at is None or db.utcnow() - heartbeat_at > timedelta(seconds=grace_s())
     return silent or (here and not pid_alive(pid))
+
+
+@contextmanager
+def beating(beat: Callable[[], None]) -> Iterator[None]:
+    """Call ``beat`` every :func:`heartbeat_s` seconds, in a daemon thread, while the block runs.
+
+    A beat that fails is skipped: a missed one only risks being taken for dead a little early.
+    """
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(heartbeat_s()):
+            try:
+                beat()
+            except Exception:  # noqa: BLE001, S110 - the next beat tries again
+                pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -18,6 +18,7 @@ import socket
 import subprocess
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -282,7 +283,16 @@ def _cpu_name() -> str | None:
 
 
 def describe_environment(device: str | None = None) -> dict[str, Any]:
-    """Library versions, the git revision, host and device: what makes a result reproducible."""
+    """Library versions, the git revision, host and device: what makes a result reproducible.
+
+    Described once per process and device (git and /proc/cpuinfo are read then): a process runs
+    the code it imported, and every run or training it records asks again.
+    """
+    return dict(_described(device))
+
+
+@cache
+def _described(device: str | None) -> dict[str, Any]:
     rev, dirty = _git_revision()
     if device is None:
         device = "cpu"

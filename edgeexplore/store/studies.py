@@ -63,10 +63,15 @@ def delete_study(url: str | None, name: str) -> int:
     """Delete the study from both stores; returns how many of our trial rows went."""
     study_size(url, name)
     url = db.normalise_url(url)
-    try:
-        optuna.delete_study(study_name=name, storage=url)
-    except KeyError:
-        pass  # only our rows (a search stopped before Optuna's study, or a half-done delete)
+    with db.session_scope(url) as s:
+        in_optuna = name in _optuna_names(s)
+    # else only our rows (a search stopped before Optuna's study, or a half-done delete): an
+    # Optuna storage opened anyway would add Optuna's tables to a store that has none
+    if in_optuna:
+        try:
+            optuna.delete_study(study_name=name, storage=db.optuna_rdb(url, create=False))
+        except KeyError:
+            pass  # deleted meanwhile by another delete
     with db.session_scope(url) as s:
         return s.execute(delete(TrialResult).where(TrialResult.study == name)).rowcount
 
