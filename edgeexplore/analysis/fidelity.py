@@ -21,6 +21,7 @@ from ..errors import EdgeExploreError
 from ..store import COMPLETE, Architecture, TrialResult
 from ..store.trainings import Training
 from . import query
+from .figures import plot_path, pyplot, save
 
 
 @dataclass
@@ -190,15 +191,8 @@ def report(study: str, trials: list[Candidate], spec_key: str, storage: str | No
 
 def plot(rep: FidelityReport, path: str | Path) -> Path:
     """Proxy accuracy (x) against long accuracy (y), front members marked; ``.png``/``.svg``."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise EdgeExploreError(f"cannot plot to {path.name}: use a .png, .svg or .pdf file")
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    path = plot_path(path, page=False)  # before importing matplotlib
+    fig, ax = pyplot().subplots(figsize=(5.5, 4.5))
     for front, style in ((False, {"marker": "o", "color": "tab:gray", "label": "off the front"}),
                          (True, {"marker": "*", "s": 140, "color": "tab:red",
                                  "label": "Pareto front"})):
@@ -214,10 +208,4 @@ def plot(rep: FidelityReport, path: str | Path) -> Path:
     ax.set_xlabel("proxy top-1 (%)")
     ax.set_ylabel("long training top-1 (%)")
     ax.legend(fontsize=8)
-    try:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-    except OSError as e:
-        raise EdgeExploreError(f"cannot write {path}: {e.strerror}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return save(fig, path, rep.study, page=False)

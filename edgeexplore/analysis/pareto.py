@@ -25,7 +25,6 @@ objectives' directions; the store is :mod:`edgeexplore.analysis.query`'s busines
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from optuna.study._multi_objective import _is_pareto_front
 from ..errors import EdgeExploreError
 from ..objectives import Objective
 from ..units import display, format_value
+from .figures import plot_path, pyplot, save
 
 #: share of the observed range added beyond the worst value to place the reference point
 REFERENCE_MARGIN = 0.10
@@ -285,28 +285,10 @@ def plot(result: ParetoResult, path: str | Path, title: str | None = None) -> Pa
     objective known are labelled vertical (or horizontal) lines. The axes span the trials only;
     presets beyond them are named in a note in the corner.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".png", ".svg", ".pdf", ".html", ".htm"):
-        raise EdgeExploreError(f"cannot plot to {path.name}: use a .png, .svg, .pdf or .html file")
-    fig = _figure(result, plt, title)
-    try:
-        if suffix in (".html", ".htm"):
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", bbox_inches="tight")
-            path.write_text(_html_page(result, buf.getvalue(), title), encoding="utf-8")
-        else:
-            fig.savefig(path, dpi=150, bbox_inches="tight")
-    except OSError as e:
-        raise EdgeExploreError(f"cannot write {path}: {e.strerror}") from None
-    finally:
-        plt.close(fig)
-    return path
+    path = plot_path(path)  # before importing matplotlib
+    fig = _figure(result, pyplot(), title)
+    return save(fig, path, title or "Pareto front", after=lambda: _front_table(result),
+                style=_PAGE_STYLE)
 
 
 def _figure(result: ParetoResult, plt: Any, title: str | None):
@@ -478,11 +460,14 @@ def _draw_presets(ax: Any, result: ParetoResult,
                       "alpha": 0.9})
 
 
-def _html_page(result: ParetoResult, svg: str, title: str | None) -> str:
-    """One self-contained page: the SVG figure inline, then the front as a table."""
+_PAGE_STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+               "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}")
+
+
+def _front_table(result: ParetoResult) -> str:
+    """The page's text under the figure: hypervolume, reference point, the front as a table."""
     import html
 
-    svg = svg[svg.find("<svg"):]  # drop the XML prolog and doctype inside HTML
     heads = "".join(
         f"<th>{html.escape(display(o.name)[0])} ({html.escape(display(o.name)[1])})</th>"
         for o in result.objectives
@@ -498,16 +483,9 @@ def _html_page(result: ParetoResult, svg: str, title: str | None) -> str:
             f"<tr><td>{html.escape(str(result.ids[i]))}{knee}</td>"
             f"<td>{html.escape(result.groups[i])}</td>{cells}</tr>"
         )
-    name = html.escape(title or "Pareto front")
     ref = dict(zip([o.name for o in result.objectives], result.reference_values))
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{name}</title><style>body{{font-family:sans-serif;margin:2em}}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:right}</style></head><body>"
-        f"<h1>{name}</h1>{svg}"
         f"<p>Hypervolume {result.hypervolume:.6g} (normalised {result.hypervolume_normalised:.4f})"
         f"; reference point {html.escape(str(ref))}</p>"
         f"<table><tr><th>trial</th><th>study</th>{heads}</tr>{''.join(rows)}</table>"
-        "</body></html>\n"
     )

@@ -57,8 +57,11 @@ def fidelity_cmd(study, top, recipe, epochs_factor, data, output, plot_path, dev
       edgeexplore fidelity cifar10 --top 8 --recipe edgevit --data cifar10 -o runs/fidelity
     """
     from ..analysis import fidelity as analysis
+    from ..analysis.figures import plot_path as check_plot
     from ..evaluation import fidelity as training
 
+    if plot_path:
+        check_plot(plot_path, page=False)  # a wrong name fails now, not after the trainings
     trials = analysis.choose_trials(study, top, storage)
     spec = training.long_spec(study, recipe, epochs_factor, data, storage)
     # progress on stderr where stdout is a document for programs

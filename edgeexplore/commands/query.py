@@ -16,6 +16,7 @@ import numpy as np
 from rich.text import Text
 
 from ..analysis import query
+from ..analysis.figures import plot_path as plot_file
 from ..analysis.pareto import ParetoResult
 from ..errors import EdgeExploreError
 from ..evaluation import place_presets
@@ -269,6 +270,8 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
     csv lists the front, one trial a row; json is the whole analysis (front with the same
     columns, knee, hypervolume, reference point, presets).
     """
+    if plot_path:
+        plot_file(plot_path)  # a wrong name fails now, not after measuring the presets
     result = query.pareto_front(
         study=list(studies) or None, objectives=objectives, backend=backend, where=where,
         presets=presets, storage=storage,
