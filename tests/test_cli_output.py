@@ -143,3 +143,14 @@ def test_ablation_csv_writes_booleans_as_csv_not_python(storage):
     rows = list(csv.DictReader(io.StringIO(run("ablation-show", "t", "--storage", storage,
                                                "--format", "csv"))))
     assert [r["baseline"] for r in rows] == ["true", "false", "false"]
+
+
+def test_json_documents_hold_no_nan():
+    """An undefined correlation (a fidelity report of constant accuracies) or a missing
+    measurement is null in every JSON document, never the NaN no JSON parser but Python's reads."""
+    from edgeexplore.tabular import json_text
+
+    text = json_text({"tau": float("nan"), "ci": (float("nan"), 0.5), "n": 3})
+    assert "NaN" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {
+        "tau": None, "ci": [None, 0.5], "n": 3}

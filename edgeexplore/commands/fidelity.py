@@ -6,7 +6,6 @@ fidelity` trains (or reuses), :func:`edgeexplore.analysis.fidelity.report` compa
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
+from ..tabular import json_text
 from .options import console, format_option, storage_option
 from .output import Column, emit
 
@@ -73,7 +73,7 @@ def fidelity_cmd(study, top, recipe, epochs_factor, data, output, plot_path, dev
     if plot_path:
         analysis.plot(rep, plot_path)
     if fmt == "json":
-        click.echo(json.dumps(rep.to_dict(), indent=1, default=str))
+        click.echo(json_text(rep.to_dict()), nl=False)
     elif fmt == "csv":  # the per-trial values; the correlations are in json and the table
         emit(_rows(rep), fmt, COLUMNS)
     else:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..errors import EdgeExploreError
-from ..tabular import plain, to_csv
+from ..tabular import json_text, to_csv
 from ..units import human_count
 from .options import console as _console
 from .options import format_option, json_alias, storage_option
@@ -162,7 +162,7 @@ def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, back
             "params": cost.params, "flops": cost.flops, "activations": cost.activations,
             "per_stage_flops": cost.per_stage, "latency": m.to_dict() if m is not None else None,
         }
-        text = json.dumps(plain(out), indent=1) + "\n" if fmt == "json" else to_csv([out])
+        text = json_text(out) if fmt == "json" else to_csv([out])
         click.echo(text, nl=False)
         return
     from rich.table import Table

@@ -20,6 +20,7 @@ from ..analysis.figures import plot_path as plot_file
 from ..analysis.pareto import ParetoResult
 from ..errors import EdgeExploreError
 from ..evaluation import place_presets
+from ..tabular import json_text
 from ..units import DISPLAY, format_value
 from .curves import curves_cmd
 from .options import console, format_option, limit_option, storage_option
@@ -129,7 +130,7 @@ def trials_show(trial_id: int, fmt: str, save_config: Path | None, storage: str 
         # on stderr, so `--format json` output stays one JSON document
         click.echo(f"Saved the architecture of trial {t.id} to {save_config}.", err=True)
     if fmt == "json":
-        click.echo(json.dumps(asdict(t), indent=1, default=str))
+        click.echo(json_text(asdict(t)), nl=False)
         return
     _print_trial(t)
 
@@ -294,7 +295,7 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
     if fmt == "json":
         doc = result.to_dict()
         doc["front"] = rows
-        click.echo(json.dumps(doc, indent=1, default=str))
+        click.echo(json_text(doc), nl=False)
     elif fmt == "csv":
         emit(rows, fmt, _front_columns(result))
     else:
