@@ -429,29 +429,24 @@ def _draw_presets(ax: Any, result: ParetoResult,
             ax.annotate(ref.name, (x * xsc, y * ysc), xytext=(-6 if near_right else 6, 6),
                         textcoords="offset points", ha="right" if near_right else "left",
                         fontsize=9, fontweight="bold", color=_PRESET_COLOUR)
-        elif x is not None:
-            if not x_in:
-                outside.append(f"{ref.name} ({format_value(xo.name, x)})")
+        elif x is not None or y is not None:
+            # One objective known: a dashed line, labelled at the bottom (right) edge, away
+            # from the front's best corner.
+            vertical = x is not None
+            known, other, v = (xo, yo, x * xsc) if vertical else (yo, xo, y * ysc)
+            text = f"{ref.name} ({format_value(known.name, x if vertical else y)})"
+            if not (x_in if vertical else y_in):
+                outside.append(text)
                 continue
-            # Labels sit at the bottom (right) edge, away from the front's best corner.
-            ax.axvline(x * xsc, color=_PRESET_COLOUR, linestyle="--", linewidth=1, alpha=0.7,
-                       label=None if drew_line else f"presets ({yo.name} not measured)")
+            (ax.axvline if vertical else ax.axhline)(
+                v, color=_PRESET_COLOUR, linestyle="--", linewidth=1, alpha=0.7,
+                label=None if drew_line else f"presets ({other.name} not measured)")
             drew_line = True
-            ax.annotate(f"{ref.name} ({format_value(xo.name, x)})", (x * xsc, 0.02),
-                        xycoords=("data", "axes fraction"), xytext=(-3, 0),
-                        textcoords="offset points", rotation=90, va="bottom", ha="right",
-                        fontsize=9, color=_PRESET_COLOUR)
-        elif y is not None:
-            if not y_in:
-                outside.append(f"{ref.name} ({format_value(yo.name, y)})")
-                continue
-            ax.axhline(y * ysc, color=_PRESET_COLOUR, linestyle="--", linewidth=1, alpha=0.7,
-                       label=None if drew_line else f"presets ({xo.name} not measured)")
-            drew_line = True
-            ax.annotate(f"{ref.name} ({format_value(yo.name, y)})", (0.98, y * ysc),
-                        xycoords=("axes fraction", "data"), xytext=(0, 3),
-                        textcoords="offset points", va="bottom", ha="right", fontsize=9,
-                        color=_PRESET_COLOUR)
+            place = ({"xy": (v, 0.02), "xycoords": ("data", "axes fraction"), "xytext": (-3, 0),
+                      "rotation": 90} if vertical else
+                     {"xy": (0.98, v), "xycoords": ("axes fraction", "data"), "xytext": (0, 3)})
+            ax.annotate(text, textcoords="offset points", va="bottom", ha="right", fontsize=9,
+                        color=_PRESET_COLOUR, **place)
     if outside:
         ax.text(0.99, 0.01, "beyond the trials' range: " + "; ".join(outside),
                 transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
