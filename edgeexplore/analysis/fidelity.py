@@ -22,6 +22,7 @@ from ..store import COMPLETE, Architecture, TrialResult
 from ..store.trainings import Training
 from . import query
 from .figures import plot_path, pyplot, save
+from .pareto import spread
 
 
 @dataclass
@@ -39,16 +40,6 @@ class Candidate:
     #: the hash of the network as trained long, when its input or classes differ (full recipes)
     trained_hash: str | None = None
     long_accuracy: float | None = None  # filled by report()
-
-
-def _spread(items: list[Any], n: int) -> list[Any]:
-    """``n`` items evenly spaced along ``items`` (both ends included)."""
-    if n >= len(items):
-        return list(items)
-    if n <= 0:
-        return []
-    picks = np.unique(np.rint(np.linspace(0, len(items) - 1, n)).astype(int))
-    return [items[i] for i in picks]
 
 
 def choose_trials(study: str, top: int, storage: str | None = None) -> list[Candidate]:
@@ -88,7 +79,7 @@ def choose_trials(study: str, top: int, storage: str | None = None) -> list[Cand
         c.on_front = True
     rest = sorted((c for c in trials if not c.on_front), key=lambda c: -c.accuracy)
     n_front = min(len(on_front), max(math.ceil(top / 2), top - len(rest)))
-    chosen = _spread(on_front, n_front) + _spread(rest, top - n_front)
+    chosen = spread(on_front, n_front) + spread(rest, top - n_front)
     return sorted(chosen, key=lambda c: c.trial_id)
 
 

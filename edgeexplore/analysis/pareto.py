@@ -152,6 +152,16 @@ def knee_index(
     return int(idx[int(np.argmax(dist))])
 
 
+def spread(items: Sequence[Any], n: int) -> list[Any]:
+    """``n`` items evenly spaced along ``items`` (both ends included), e.g. along a front."""
+    if n >= len(items):
+        return list(items)
+    if n <= 0:
+        return []
+    picks = np.unique(np.rint(np.linspace(0, len(items) - 1, n)).astype(int))
+    return [items[i] for i in picks]
+
+
 @dataclass
 class ReferencePoint:
     """A named architecture (a preset) drawn for comparison; unknown objectives are ``None``."""

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from ..analysis import query
 from ..analysis.figures import plot_path as plot_file
-from ..analysis.pareto import ParetoResult
+from ..analysis.pareto import ParetoResult, spread
 from ..errors import EdgeExploreError
 from ..evaluation import place_presets
 from ..tabular import json_text
@@ -322,8 +322,8 @@ def _spread(result: ParetoResult, limit: int) -> list[int]:
     whole = result.front
     if not 0 < limit < len(whole):
         return whole
-    picks = set(np.rint(np.linspace(0, len(whole) - 1, limit)).astype(int).tolist())
-    return [i for n, i in enumerate(whole) if n in picks or i == result.knee]
+    chosen = {*spread(whole, limit), result.knee}
+    return [i for i in whole if i in chosen]
 
 
 def _front_columns(result: ParetoResult) -> list[Column]:
