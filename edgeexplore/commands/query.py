@@ -21,7 +21,7 @@ from ..analysis.pareto import ParetoResult, spread
 from ..errors import EdgeExploreError
 from ..evaluation import place_presets
 from ..tabular import json_text
-from ..units import DISPLAY, format_value
+from ..units import DISPLAY, format_value, format_values
 from .curves import curves_cmd
 from .options import console, format_option, limit_option, storage_option
 from .output import Column, cell_text, emit, metric_text
@@ -30,14 +30,10 @@ from .studies import delete_cmd, rename_cmd
 
 # -- studies ------------------------------------------------------------------------------------
 
-def _best_text(best: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {format_value(k, v)}" for k, v in best.items())
-
-
 STUDY_COLUMNS = [
     Column("name", "study"), Column("trials", right=True),
     Column("states", "by state", lambda d: ", ".join(f"{k} {v}" for k, v in sorted(d.items()))),
-    Column("objectives"), Column("best", show=_best_text), Column("first_trial", "first trial"),
+    Column("objectives"), Column("best", show=format_values), Column("first_trial", "first trial"),
     Column("last_trial", "last trial"),
 ]
 
@@ -362,8 +358,7 @@ def _print_front(result: ParetoResult, rows: list[dict[str, Any]]) -> None:
     con.print(table(rows, _front_columns(result),
                     f"Pareto front: {len(whole)} of {len(result.values)} complete trials "
                     f"({', '.join(map(str, objs))}){shown}"))
-    ref = ", ".join(f"{o.name} {format_value(o.name, v)}"
-                    for o, v in zip(objs, result.reference_values))
+    ref = format_values(dict(zip([o.name for o in objs], result.reference_values)))
     if result.left_out:
         con.print(f"{result.left_out} complete trial{'s' if result.left_out != 1 else ''} "
                   f"left out: no value for {' or '.join(o.name for o in objs)}")
@@ -379,11 +374,10 @@ def _print_front(result: ParetoResult, rows: list[dict[str, Any]]) -> None:
                       "(same reference point)")
     if result.knee is not None:
         k = result.knee
-        vals = ", ".join(f"{o.name} {format_value(o.name, float(v))}"
-                         for o, v in zip(objs, result.values[k]))
+        vals = format_values({o.name: float(v) for o, v in zip(objs, result.values[k])})
         con.print(f"Knee: trial {result.ids[k]} ({vals})")
     for p in result.references:
-        vals = ", ".join(f"{k} {format_value(k, v)}" for k, v in p.values.items())
+        vals = format_values(p.values)
         con.print(f"Preset {p.name}: {vals}" + (f" ({p.note})" if p.note else ""))
 
 

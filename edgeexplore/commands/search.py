@@ -13,7 +13,7 @@ from .. import store
 from ..errors import EdgeExploreError
 from ..evaluation.outcome import INTERRUPTED
 from ..store import db
-from ..units import format_value, human_count
+from ..units import format_values, human_count
 from .options import console as make_console
 from .options import format_option, storage_option
 from .output import Column, emit
@@ -226,8 +226,7 @@ def search(study: str | None, budget: str | None, max_trials: int | None, name: 
     shown = [r for r in rows if r.state != store.INFEASIBLE][-20:]
     console.print(_summary_table(shown, f"study {run.study.name}: last {len(shown)} trials"))
     counts = ", ".join(f"{v} {k}" for k, v in sorted(run.study.states.items()))
-    best = ", ".join(f"{k} {format_value(k, v)}" for k, v in run.study.best.items()
-                     if v is not None)
+    best = format_values({k: v for k, v in run.study.best.items() if v is not None})
     console.print(
         f"{len(run.ran)} trials this run in {run.seconds:.0f}s; the study has {counts}"
         f"{f' (best {best})' if best else ''}. "
