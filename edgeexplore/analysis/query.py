@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import DatabaseError, NoSuchTableError
+from sqlalchemy.exc import DatabaseError
 
 from ..config import BLOCKS, NUM_STAGES
 from ..errors import EdgeExploreError
@@ -315,32 +315,16 @@ def _loads(text: str | None, default: Any) -> Any:
         return default
 
 
-#: latency-cache columns shown by ``trials show`` when present (read by reflection, so a
-#: column added by a later migration is not required here)
-LATENCY_COLUMNS = ("backend", "device", "device_name", "batch", "threads", "input_shape",
-                   "median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "count",
-                   "energy_median_j", "created_at")
+#: latency-cache columns ``trials show`` lists
+LATENCY_COLUMNS = ("backend", "device", "batch", "threads", "input_shape", "median_ms", "mean_ms",
+                   "p10_ms", "p90_ms", "iqr_ms", "cv", "count", "energy_median_j", "created_at")
 
 
 def _latency_rows(conn: Any, arch_hash: str) -> list[dict[str, Any]]:
-    from sqlalchemy import MetaData, Table
+    from ..store.latency import LatencyMeasurement as M
 
-    try:
-        table = Table("latency_measurements", MetaData(), autoload_with=conn)
-    except NoSuchTableError:
-        return []
-    if "arch_hash" not in table.c:
-        return []
-    order = [table.c[c] for c in ("backend", "id") if c in table.c]
-    rows = conn.execute(select(table).where(table.c.arch_hash == arch_hash).order_by(*order))
-    out = []
-    for r in rows.mappings():
-        d = {k: r[k] for k in r if k in LATENCY_COLUMNS}
-        for k, v in d.items():
-            if hasattr(v, "isoformat"):
-                d[k] = iso_time(v)
-        out.append(d)
-    return out
+    return _dicts(conn.execute(select(*(getattr(M, c) for c in LATENCY_COLUMNS))
+                               .where(M.arch_hash == arch_hash).order_by(M.backend, M.id)))
 
 
 #: ``trainings`` columns ``trials show`` lists
@@ -351,10 +335,14 @@ TRAINING_COLUMNS = ("id", "kind", "state", "epochs_done", "epochs", "best_top1",
 def _training_rows(conn: Any, arch_hash: str) -> list[dict[str, Any]]:
     from ..store.trainings import Training as F
 
-    rows = conn.execute(select(*(getattr(F, c) for c in TRAINING_COLUMNS))
-                        .where(F.arch_hash == arch_hash).order_by(F.id.desc()))
+    return _dicts(conn.execute(select(*(getattr(F, c) for c in TRAINING_COLUMNS))
+                               .where(F.arch_hash == arch_hash).order_by(F.id.desc())))
+
+
+def _dicts(result: Any) -> list[dict[str, Any]]:
+    """Rows as dicts, timestamps as ISO text."""
     return [{k: iso_time(v) if hasattr(v, "isoformat") else v for k, v in r.items()}
-            for r in rows.mappings()]
+            for r in result.mappings()]
 
 
 # -- export -------------------------------------------------------------------------------------
