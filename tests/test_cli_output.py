@@ -154,3 +154,18 @@ def test_json_documents_hold_no_nan():
     assert "NaN" not in text
     assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {
         "tau": None, "ci": [None, 0.5], "n": 3}
+
+
+def test_export_counts_records_not_lines(tmp_path):
+    """A failure reason may span lines; the export's closing count is of trials."""
+    path = tmp_path / "store.db"
+    shutil.copy(FIXTURE, path)
+    url = f"sqlite:///{path}"
+    with db.session_scope(url) as s:
+        s.add(store.TrialResult(study="nl", number=0, state=store.FAILED, seed=0,
+                                reason="CUDA out of memory.\nTried to allocate 2 GiB"))
+    out = tmp_path / "all.csv"
+    res = CliRunner().invoke(cli, ["trials", "export", "--storage", url, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    n = len(list(csv.DictReader(out.open(newline=""))))
+    assert f"Wrote {n} trials" in res.stderr

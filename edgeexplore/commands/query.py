@@ -6,6 +6,8 @@ Thin wrappers over :mod:`edgeexplore.analysis.query`; every listing prints as a 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -220,7 +222,9 @@ def trials_export(fmt: str, output: str | None, studies: tuple[str, ...], where:
     if output is None:
         click.echo(text, nl=False)
     else:
-        n = text.count("\n") - 1 if fmt == "csv" else len(json.loads(text))
+        # a cell may hold a newline (a multi-line failure reason): count records, not lines
+        n = len(json.loads(text)) if fmt == "json" else sum(1 for _ in csv.reader(io.StringIO(
+            text))) - 1
         click.echo(f"Wrote {n} trials to {output}.", err=True)
 
 
