@@ -10,7 +10,7 @@ beat to be worth its training), and top-k retrieval. :func:`plot` draws proxy ag
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +106,12 @@ class FidelityReport:
     missing: int = 0  # chosen trials without a complete long training (not compared)
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per chosen trial, its architecture JSON left out."""
+        return [{k: v for k, v in asdict(c).items() if k != "config"} for c in self.trials]
 
-        d = asdict(self)
-        for c in d["trials"]:
-            c.pop("config")
-        return d
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "trials": self.rows()}
 
 
 def correlate(x: np.ndarray, y: np.ndarray, resamples: int = 2000, seed: int = 0

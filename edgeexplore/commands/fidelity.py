@@ -7,7 +7,6 @@ fidelity` trains (or reuses), :func:`edgeexplore.analysis.fidelity.report` compa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -75,7 +74,7 @@ def fidelity_cmd(study, top, recipe, epochs_factor, data, output, plot_path, dev
     if fmt == "json":
         click.echo(json_text(rep.to_dict()), nl=False)
     elif fmt == "csv":  # the per-trial values; the correlations are in json and the table
-        emit(_rows(rep), fmt, COLUMNS)
+        emit(rep.rows(), fmt, COLUMNS)
     else:
         _print(rep)
     if plot_path:
@@ -91,15 +90,11 @@ COLUMNS = [Column("trial_id", "trial", right=True), Column("number", "#", right=
            Column.metric("flops"), Column.metric("params")]
 
 
-def _rows(rep) -> list[dict]:
-    return [{k: v for k, v in asdict(c).items() if k != "config"} for c in rep.trials]
-
-
 def _print(rep) -> None:
     from .output import table
 
     con = console()
-    con.print(table(_rows(rep), COLUMNS,
+    con.print(table(rep.rows(), COLUMNS,
                     f"Fidelity of study {rep.study} (long key {rep.spec_key})"))
     corr = [("proxy accuracy", rep.proxy), ("FLOPs (baseline)", rep.flops),
             ("parameters (baseline)", rep.params)]
