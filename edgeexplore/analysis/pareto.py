@@ -257,18 +257,20 @@ def analyse(
     mask = pareto_mask(values, objectives)
     ref = reference_point(values, objectives)
     loss = to_loss(values, objectives)
-    # Every point lies inside the reference box by construction, so the front alone decides.
+    # Every point lies inside the reference box by construction, so the front alone decides
+    # (for each group as for all).
     hv = float(compute_hypervolume(loss[mask], ref, assume_pareto=True))
     box = float(np.prod(ref - loss.min(axis=0)))
-    per_group = {}
-    garr = np.array(groups, dtype=object)
     unique_groups = list(dict.fromkeys(groups))
-    own_front = mask.copy()
-    for g in unique_groups:
-        sel = garr == g
-        per_group[g] = hv if len(unique_groups) == 1 else hypervolume(values[sel], objectives,
-                                                                       ref)
-        own_front[sel] = pareto_mask(values[sel], objectives)
+    per_group = {unique_groups[0]: hv}
+    own_front = mask.copy()  # one group: its front is the joint front
+    if len(unique_groups) > 1:
+        garr = np.array(groups, dtype=object)
+        for g in unique_groups:
+            sel = garr == g
+            own = pareto_mask(values[sel], objectives)
+            own_front[sel] = own
+            per_group[g] = float(compute_hypervolume(loss[sel][own], ref, assume_pareto=True))
     return ParetoResult(
         objectives=objectives, values=values, ids=ids, groups=groups, on_front=mask,
         reference=ref, hypervolume=hv, hypervolume_normalised=hv / box if box > 0 else 0.0,
