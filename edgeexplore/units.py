@@ -61,3 +61,11 @@ def format_value(name: str, value: float | None) -> str:
 def format_values(values: Mapping[str, float | None]) -> str:
     """Named stored values in display units: ``accuracy 71.23 %, latency_ms 4.10 ms``."""
     return ", ".join(f"{k} {format_value(k, v)}" for k, v in values.items())
+
+
+def duration(seconds: float) -> str:
+    """``45`` → ``'45s'``, ``187`` → ``'3m07s'``, ``5400`` → ``'1h30m'``: as ``--budget`` reads it."""
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
