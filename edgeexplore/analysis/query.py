@@ -446,11 +446,17 @@ def pareto_front(
         conds.append(clause)
     if backend is not None:
         conds.append(T.backend == backend)
-    if where and where.strip():
+    joined = bool(where and where.strip())
+    if joined:
         conds.append(compile_filter(where, fields_))
-        base = _base_select(T.id, T.study, *cols)  # the filter may name architecture fields
-    else:
-        base = select(T.id, T.study, *cols)  # no joins: 100k rows stream noticeably faster
+
+    def over(*columns: Any):
+        """A select of the trials: joined to their architecture and environment when the filter
+        may name their fields (each query of ``conds`` must, or it is a cartesian product),
+        else none (100k rows stream noticeably faster without)."""
+        return _base_select(*columns) if joined else select(*columns).select_from(T)
+
+    base = over(T.id, T.study, *cols)
     timed = any(o.name.startswith("latency") or o.name == "energy_mj" for o in objs)
     with engine.connect() as conn:
         rows = _fetch_tuples(conn, base.where(*conds).order_by(T.id))
@@ -460,16 +466,15 @@ def pareto_front(
                 f"no complete trials{where_txt} have values for "
                 f"{', '.join(o.name for o in objs)}"
             )
-        backends = sorted(b for b in conn.scalars(
-            select(T.backend).where(*conds).distinct()) if b)
+        backends = sorted(b for b in conn.scalars(over(T.backend).where(*conds).distinct()) if b)
         # e.g. trials never trained in full, for full_accuracy: said, not silently dropped
-        left_out = conn.scalar(_base_select(func.count()).where(
+        left_out = conn.scalar(over(func.count()).where(
             T.state == COMPLETE, *conds[1 + len(cols):])) - len(rows)
         # the shape the presets are measured at: the trials' most common input and classes
         shape = conn.execute(
             select(T.resolution, A.num_classes, func.count().label("n"))
             .select_from(T).join(A, T.arch_hash == A.hash)
-            .where(*conds, T.id.in_(select(base.where(*conds).subquery().c.id)))
+            .where(T.id.in_(select(base.where(*conds).subquery().c.id)))
             .group_by(T.resolution, A.num_classes).order_by(func.count().desc()).limit(1)
         ).first() if presets else None
     if timed and backend is None and len(backends) > 1:
