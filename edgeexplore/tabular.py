@@ -60,8 +60,12 @@ def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = No
 
 def to_json(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     columns = list(columns) if columns is not None else columns_of(rows)
-    data = [{c: plain(r.get(c)) for c in columns} for r in rows]
-    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    return json_text([{c: r.get(c) for c in columns} for r in rows])
 
 
-__all__ = ["columns_of", "csv_cell", "plain", "to_csv", "to_json"]
+def json_text(doc: Any) -> str:
+    """One JSON document (a listing, a report) by :func:`plain`'s rule: never NaN, never a repr."""
+    return json.dumps(plain(doc), indent=1, ensure_ascii=False) + "\n"
+
+
+__all__ = ["columns_of", "csv_cell", "json_text", "plain", "to_csv", "to_json"]

@@ -8,6 +8,7 @@ are kept, so a 5.6 MFLOPs proxy network and a 1.9 GFLOPs preset both read natura
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 _STEPS = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
 #: stored counts, shown with the unit their size calls for
@@ -55,3 +56,16 @@ def format_value(name: str, value: float | None) -> str:
     v = value * scale
     text = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"
     return f"{text} {unit}".strip()
+
+
+def format_values(values: Mapping[str, float | None]) -> str:
+    """Named stored values in display units: ``accuracy 71.23 %, latency_ms 4.10 ms``."""
+    return ", ".join(f"{k} {format_value(k, v)}" for k, v in values.items())
+
+
+def duration(seconds: float) -> str:
+    """``45`` → ``'45s'``, ``187`` → ``'3m07s'``, ``5400`` → ``'1h30m'``: as ``--budget`` reads it."""
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"

@@ -143,3 +143,29 @@ def test_ablation_csv_writes_booleans_as_csv_not_python(storage):
     rows = list(csv.DictReader(io.StringIO(run("ablation-show", "t", "--storage", storage,
                                                "--format", "csv"))))
     assert [r["baseline"] for r in rows] == ["true", "false", "false"]
+
+
+def test_json_documents_hold_no_nan():
+    """An undefined correlation (a fidelity report of constant accuracies) or a missing
+    measurement is null in every JSON document, never the NaN no JSON parser but Python's reads."""
+    from edgeexplore.tabular import json_text
+
+    text = json_text({"tau": float("nan"), "ci": (float("nan"), 0.5), "n": 3})
+    assert "NaN" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {
+        "tau": None, "ci": [None, 0.5], "n": 3}
+
+
+def test_export_counts_records_not_lines(tmp_path):
+    """A failure reason may span lines; the export's closing count is of trials."""
+    path = tmp_path / "store.db"
+    shutil.copy(FIXTURE, path)
+    url = f"sqlite:///{path}"
+    with db.session_scope(url) as s:
+        s.add(store.TrialResult(study="nl", number=0, state=store.FAILED, seed=0,
+                                reason="CUDA out of memory.\nTried to allocate 2 GiB"))
+    out = tmp_path / "all.csv"
+    res = CliRunner().invoke(cli, ["trials", "export", "--storage", url, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    n = len(list(csv.DictReader(out.open(newline=""))))
+    assert f"Wrote {n} trials" in res.stderr

@@ -508,3 +508,24 @@ def test_pareto_plot_tells_studies_apart_and_keeps_presets_off_the_axes(filled, 
     text = (tmp_path / "p.svg").read_text()
     assert "beyond the trials' range: edgevit_s" in text
     assert "edgevit_xxs (" in text and "edgevit_xxs" not in text.split("beyond")[1]
+
+
+
+def test_pareto_where_on_architecture_fields_sees_only_the_filtered_trials_backends(tmp_path):
+    """Every query of a filtered front joins what the filter names: the backends checked are
+    those of the filtered trials (no cartesian product with the architectures)."""
+    from sqlalchemy import select, update
+
+    from edgeexplore.errors import EdgeExploreError
+
+    url = f"sqlite:///{tmp_path / 'two-backends.db'}"
+    fill_store(url, n=40)
+    T, A = store.TrialResult, store.Architecture
+    with db.session_scope(url) as s:  # trials without an lgl third stage timed elsewhere
+        s.execute(update(T).where(T.arch_hash.in_(select(A.hash).where(A.stage3_block != "lgl")))
+                  .values(backend="onnxruntime"))
+    with pytest.raises(EdgeExploreError, match="several backends"):
+        query.pareto_front(storage=url)
+    result = query.pareto_front(where='stage3.block == "lgl"', storage=url)
+    assert len(result.values) == len(query.list_trials(
+        where='stage3.block == "lgl" and state == "complete"', storage=url))

@@ -8,19 +8,17 @@ no validation loss), with one line per trial.
 
 from __future__ import annotations
 
-import html
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeExploreError
+from .figures import plot_path, pyplot, save
 from .query import get_trial
 
 #: what each panel plots, as (curve key, axis label)
 PANELS = (("val_acc", "validation accuracy (%)"), ("train_loss", "training loss"))
-SUFFIXES = (".png", ".svg", ".pdf", ".html", ".htm")
 
 
 @dataclass(frozen=True)
@@ -59,15 +57,8 @@ def curve_rows(curves: Sequence[TrialCurve]) -> list[dict[str, Any]]:
 def plot_curves(curves: Sequence[TrialCurve], path: str | Path, title: str | None = None
                 ) -> Path:
     """Overlay the curves to ``path``: .png, .svg, .pdf, or a self-contained .html page."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise EdgeExploreError(f"cannot plot to {path.name}: use a .png, .svg, .pdf or .html file")
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-
+    path = plot_path(path)  # before importing matplotlib
+    plt = pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(8.5, 7), sharex=True)
     for c in curves:
         epochs = [p.get("epoch") for p in c.points]
@@ -84,20 +75,4 @@ def plot_curves(curves: Sequence[TrialCurve], path: str | Path, title: str | Non
     axes[0].legend(loc="best", fontsize=8, framealpha=0.85)
     axes[0].set_title(title or "Learning curves")
     fig.tight_layout()
-    try:
-        if suffix in (".html", ".htm"):
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", bbox_inches="tight")
-            svg = buf.getvalue()
-            name = html.escape(title or "Learning curves")
-            path.write_text(
-                "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-                f"<title>{name}</title></head><body><h1>{name}</h1>"
-                f"{svg[svg.find('<svg'):]}</body></html>\n", encoding="utf-8")
-        else:
-            fig.savefig(path, dpi=150, bbox_inches="tight")
-    except OSError as e:
-        raise EdgeExploreError(f"cannot write {path}: {e.strerror}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return save(fig, path, title or "Learning curves")

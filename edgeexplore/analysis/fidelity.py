@@ -10,7 +10,7 @@ beat to be worth its training), and top-k retrieval. :func:`plot` draws proxy ag
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from ..errors import EdgeExploreError
 from ..store import COMPLETE, Architecture, TrialResult
 from ..store.trainings import Training
 from . import query
+from .figures import plot_path, pyplot, save
+from .pareto import spread
 
 
 @dataclass
@@ -38,16 +40,6 @@ class Candidate:
     #: the hash of the network as trained long, when its input or classes differ (full recipes)
     trained_hash: str | None = None
     long_accuracy: float | None = None  # filled by report()
-
-
-def _spread(items: list[Any], n: int) -> list[Any]:
-    """``n`` items evenly spaced along ``items`` (both ends included)."""
-    if n >= len(items):
-        return list(items)
-    if n <= 0:
-        return []
-    picks = np.unique(np.rint(np.linspace(0, len(items) - 1, n)).astype(int))
-    return [items[i] for i in picks]
 
 
 def choose_trials(study: str, top: int, storage: str | None = None) -> list[Candidate]:
@@ -87,7 +79,7 @@ def choose_trials(study: str, top: int, storage: str | None = None) -> list[Cand
         c.on_front = True
     rest = sorted((c for c in trials if not c.on_front), key=lambda c: -c.accuracy)
     n_front = min(len(on_front), max(math.ceil(top / 2), top - len(rest)))
-    chosen = _spread(on_front, n_front) + _spread(rest, top - n_front)
+    chosen = spread(on_front, n_front) + spread(rest, top - n_front)
     return sorted(chosen, key=lambda c: c.trial_id)
 
 
@@ -114,13 +106,12 @@ class FidelityReport:
     missing: int = 0  # chosen trials without a complete long training (not compared)
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per chosen trial, its architecture JSON left out."""
+        return [{k: v for k, v in asdict(c).items() if k != "config"} for c in self.trials]
 
-        d = asdict(self)
-        for c in d["trials"]:
-            c.pop("config")
-        return d
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "trials": self.rows()}
 
 
 def correlate(x: np.ndarray, y: np.ndarray, resamples: int = 2000, seed: int = 0
@@ -190,15 +181,8 @@ def report(study: str, trials: list[Candidate], spec_key: str, storage: str | No
 
 def plot(rep: FidelityReport, path: str | Path) -> Path:
     """Proxy accuracy (x) against long accuracy (y), front members marked; ``.png``/``.svg``."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise EdgeExploreError(f"cannot plot to {path.name}: use a .png, .svg or .pdf file")
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    path = plot_path(path, page=False)  # before importing matplotlib
+    fig, ax = pyplot().subplots(figsize=(5.5, 4.5))
     for front, style in ((False, {"marker": "o", "color": "tab:gray", "label": "off the front"}),
                          (True, {"marker": "*", "s": 140, "color": "tab:red",
                                  "label": "Pareto front"})):
@@ -214,10 +198,4 @@ def plot(rep: FidelityReport, path: str | Path) -> Path:
     ax.set_xlabel("proxy top-1 (%)")
     ax.set_ylabel("long training top-1 (%)")
     ax.legend(fontsize=8)
-    try:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-    except OSError as e:
-        raise EdgeExploreError(f"cannot write {path}: {e.strerror}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return save(fig, path, rep.study, page=False)

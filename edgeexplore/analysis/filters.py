@@ -24,6 +24,7 @@ the literal must suit the field's kind (a number for a numeric field, a string f
 from __future__ import annotations
 
 import difflib
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -334,6 +335,8 @@ def parse(text: str) -> Node:
 # -- compilation --------------------------------------------------------------------------------
 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+        ">": operator.gt, ">=": operator.ge}
 _KIND_WORD = {"number": "a number", "integer": "an integer", "text": "text", "bool": "true/false"}
 
 
@@ -410,15 +413,7 @@ def _compare(op: str, left: Name | Value, right: Name | Value, fields: Mapping[s
             if op == "!=":
                 return f.expr.is_not(None)
             raise FilterError(f"null can only be tested with == or != (position {right.pos + 1})")
-    col = f.expr
-    return {
-        "==": lambda: col == rhs,
-        "!=": lambda: col != rhs,
-        "<": lambda: col < rhs,
-        "<=": lambda: col <= rhs,
-        ">": lambda: col > rhs,
-        ">=": lambda: col >= rhs,
-    }[op]()
+    return _OPS[op](f.expr, rhs)
 
 
 def compile_node(node: Node, fields: Mapping[str, Field]) -> ColumnElement:

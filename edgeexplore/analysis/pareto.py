@@ -25,7 +25,6 @@ objectives' directions; the store is :mod:`edgeexplore.analysis.query`'s busines
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from optuna.study._multi_objective import _is_pareto_front
 from ..errors import EdgeExploreError
 from ..objectives import Objective
 from ..units import display, format_value
+from .figures import plot_path, pyplot, save
 
 #: share of the observed range added beyond the worst value to place the reference point
 REFERENCE_MARGIN = 0.10
@@ -152,6 +152,16 @@ def knee_index(
     return int(idx[int(np.argmax(dist))])
 
 
+def spread(items: Sequence[Any], n: int) -> list[Any]:
+    """``n`` items evenly spaced along ``items`` (both ends included), e.g. along a front."""
+    if n >= len(items):
+        return list(items)
+    if n <= 0:
+        return []
+    picks = np.unique(np.rint(np.linspace(0, len(items) - 1, n)).astype(int))
+    return [items[i] for i in picks]
+
+
 @dataclass
 class ReferencePoint:
     """A named architecture (a preset) drawn for comparison; unknown objectives are ``None``."""
@@ -247,18 +257,20 @@ def analyse(
     mask = pareto_mask(values, objectives)
     ref = reference_point(values, objectives)
     loss = to_loss(values, objectives)
-    # Every point lies inside the reference box by construction, so the front alone decides.
+    # Every point lies inside the reference box by construction, so the front alone decides
+    # (for each group as for all).
     hv = float(compute_hypervolume(loss[mask], ref, assume_pareto=True))
     box = float(np.prod(ref - loss.min(axis=0)))
-    per_group = {}
-    garr = np.array(groups, dtype=object)
     unique_groups = list(dict.fromkeys(groups))
-    own_front = mask.copy()
-    for g in unique_groups:
-        sel = garr == g
-        per_group[g] = hv if len(unique_groups) == 1 else hypervolume(values[sel], objectives,
-                                                                       ref)
-        own_front[sel] = pareto_mask(values[sel], objectives)
+    per_group = {unique_groups[0]: hv}
+    own_front = mask.copy()  # one group: its front is the joint front
+    if len(unique_groups) > 1:
+        garr = np.array(groups, dtype=object)
+        for g in unique_groups:
+            sel = garr == g
+            own = pareto_mask(values[sel], objectives)
+            own_front[sel] = own
+            per_group[g] = float(compute_hypervolume(loss[sel][own], ref, assume_pareto=True))
     return ParetoResult(
         objectives=objectives, values=values, ids=ids, groups=groups, on_front=mask,
         reference=ref, hypervolume=hv, hypervolume_normalised=hv / box if box > 0 else 0.0,
@@ -285,28 +297,10 @@ def plot(result: ParetoResult, path: str | Path, title: str | None = None) -> Pa
     objective known are labelled vertical (or horizontal) lines. The axes span the trials only;
     presets beyond them are named in a note in the corner.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".png", ".svg", ".pdf", ".html", ".htm"):
-        raise EdgeExploreError(f"cannot plot to {path.name}: use a .png, .svg, .pdf or .html file")
-    fig = _figure(result, plt, title)
-    try:
-        if suffix in (".html", ".htm"):
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", bbox_inches="tight")
-            path.write_text(_html_page(result, buf.getvalue(), title), encoding="utf-8")
-        else:
-            fig.savefig(path, dpi=150, bbox_inches="tight")
-    except OSError as e:
-        raise EdgeExploreError(f"cannot write {path}: {e.strerror}") from None
-    finally:
-        plt.close(fig)
-    return path
+    path = plot_path(path)  # before importing matplotlib
+    fig = _figure(result, pyplot(), title)
+    return save(fig, path, title or "Pareto front", after=lambda: _front_table(result),
+                style=_PAGE_STYLE)
 
 
 def _figure(result: ParetoResult, plt: Any, title: str | None):
@@ -447,29 +441,24 @@ def _draw_presets(ax: Any, result: ParetoResult,
             ax.annotate(ref.name, (x * xsc, y * ysc), xytext=(-6 if near_right else 6, 6),
                         textcoords="offset points", ha="right" if near_right else "left",
                         fontsize=9, fontweight="bold", color=_PRESET_COLOUR)
-        elif x is not None:
-            if not x_in:
-                outside.append(f"{ref.name} ({format_value(xo.name, x)})")
+        elif x is not None or y is not None:
+            # One objective known: a dashed line, labelled at the bottom (right) edge, away
+            # from the front's best corner.
+            vertical = x is not None
+            known, other, v = (xo, yo, x * xsc) if vertical else (yo, xo, y * ysc)
+            text = f"{ref.name} ({format_value(known.name, x if vertical else y)})"
+            if not (x_in if vertical else y_in):
+                outside.append(text)
                 continue
-            # Labels sit at the bottom (right) edge, away from the front's best corner.
-            ax.axvline(x * xsc, color=_PRESET_COLOUR, linestyle="--", linewidth=1, alpha=0.7,
-                       label=None if drew_line else f"presets ({yo.name} not measured)")
+            (ax.axvline if vertical else ax.axhline)(
+                v, color=_PRESET_COLOUR, linestyle="--", linewidth=1, alpha=0.7,
+                label=None if drew_line else f"presets ({other.name} not measured)")
             drew_line = True
-            ax.annotate(f"{ref.name} ({format_value(xo.name, x)})", (x * xsc, 0.02),
-                        xycoords=("data", "axes fraction"), xytext=(-3, 0),
-                        textcoords="offset points", rotation=90, va="bottom", ha="right",
-                        fontsize=9, color=_PRESET_COLOUR)
-        elif y is not None:
-            if not y_in:
-                outside.append(f"{ref.name} ({format_value(yo.name, y)})")
-                continue
-            ax.axhline(y * ysc, color=_PRESET_COLOUR, linestyle="--", linewidth=1, alpha=0.7,
-                       label=None if drew_line else f"presets ({xo.name} not measured)")
-            drew_line = True
-            ax.annotate(f"{ref.name} ({format_value(yo.name, y)})", (0.98, y * ysc),
-                        xycoords=("axes fraction", "data"), xytext=(0, 3),
-                        textcoords="offset points", va="bottom", ha="right", fontsize=9,
-                        color=_PRESET_COLOUR)
+            place = ({"xy": (v, 0.02), "xycoords": ("data", "axes fraction"), "xytext": (-3, 0),
+                      "rotation": 90} if vertical else
+                     {"xy": (0.98, v), "xycoords": ("axes fraction", "data"), "xytext": (0, 3)})
+            ax.annotate(text, textcoords="offset points", va="bottom", ha="right", fontsize=9,
+                        color=_PRESET_COLOUR, **place)
     if outside:
         ax.text(0.99, 0.01, "beyond the trials' range: " + "; ".join(outside),
                 transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
@@ -478,11 +467,14 @@ def _draw_presets(ax: Any, result: ParetoResult,
                       "alpha": 0.9})
 
 
-def _html_page(result: ParetoResult, svg: str, title: str | None) -> str:
-    """One self-contained page: the SVG figure inline, then the front as a table."""
+_PAGE_STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+               "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}")
+
+
+def _front_table(result: ParetoResult) -> str:
+    """The page's text under the figure: hypervolume, reference point, the front as a table."""
     import html
 
-    svg = svg[svg.find("<svg"):]  # drop the XML prolog and doctype inside HTML
     heads = "".join(
         f"<th>{html.escape(display(o.name)[0])} ({html.escape(display(o.name)[1])})</th>"
         for o in result.objectives
@@ -498,16 +490,9 @@ def _html_page(result: ParetoResult, svg: str, title: str | None) -> str:
             f"<tr><td>{html.escape(str(result.ids[i]))}{knee}</td>"
             f"<td>{html.escape(result.groups[i])}</td>{cells}</tr>"
         )
-    name = html.escape(title or "Pareto front")
     ref = dict(zip([o.name for o in result.objectives], result.reference_values))
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{name}</title><style>body{{font-family:sans-serif;margin:2em}}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:right}</style></head><body>"
-        f"<h1>{name}</h1>{svg}"
         f"<p>Hypervolume {result.hypervolume:.6g} (normalised {result.hypervolume_normalised:.4f})"
         f"; reference point {html.escape(str(ref))}</p>"
         f"<table><tr><th>trial</th><th>study</th>{heads}</tr>{''.join(rows)}</table>"
-        "</body></html>\n"
     )

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import DatabaseError, NoSuchTableError
+from sqlalchemy.exc import DatabaseError
 
 from ..config import BLOCKS, NUM_STAGES
 from ..errors import EdgeExploreError
@@ -118,17 +118,19 @@ def _base_select(*columns: Any):
     )
 
 
+def _study_names(study: str | Sequence[str] | None) -> list[str]:
+    """The study names a ``study`` argument means (none: every study)."""
+    return [] if study is None else [study] if isinstance(study, str) else list(study)
+
+
 def _studies_clause(study: str | Sequence[str] | None):
-    if study is None:
-        return None
-    names = [study] if isinstance(study, str) else list(study)
-    return T.study.in_(names)
+    return None if study is None else T.study.in_(_study_names(study))
 
 
 def _check_studies(engine: Engine, study: str | Sequence[str] | None) -> None:
     if study is None:
         return
-    names = [study] if isinstance(study, str) else list(study)
+    names = _study_names(study)
     with engine.connect() as conn:
         known = set(conn.scalars(select(T.study).distinct()))
     missing = [n for n in names if n not in known]
@@ -315,32 +317,16 @@ def _loads(text: str | None, default: Any) -> Any:
         return default
 
 
-#: latency-cache columns shown by ``trials show`` when present (read by reflection, so a
-#: column added by a later migration is not required here)
-LATENCY_COLUMNS = ("backend", "device", "device_name", "batch", "threads", "input_shape",
-                   "median_ms", "mean_ms", "p10_ms", "p90_ms", "iqr_ms", "cv", "count",
-                   "energy_median_j", "created_at")
+#: latency-cache columns ``trials show`` lists
+LATENCY_COLUMNS = ("backend", "device", "batch", "threads", "input_shape", "median_ms", "mean_ms",
+                   "p10_ms", "p90_ms", "iqr_ms", "cv", "count", "energy_median_j", "created_at")
 
 
 def _latency_rows(conn: Any, arch_hash: str) -> list[dict[str, Any]]:
-    from sqlalchemy import MetaData, Table
+    from ..store.latency import LatencyMeasurement as M
 
-    try:
-        table = Table("latency_measurements", MetaData(), autoload_with=conn)
-    except NoSuchTableError:
-        return []
-    if "arch_hash" not in table.c:
-        return []
-    order = [table.c[c] for c in ("backend", "id") if c in table.c]
-    rows = conn.execute(select(table).where(table.c.arch_hash == arch_hash).order_by(*order))
-    out = []
-    for r in rows.mappings():
-        d = {k: r[k] for k in r if k in LATENCY_COLUMNS}
-        for k, v in d.items():
-            if hasattr(v, "isoformat"):
-                d[k] = iso_time(v)
-        out.append(d)
-    return out
+    return _dicts(conn.execute(select(*(getattr(M, c) for c in LATENCY_COLUMNS))
+                               .where(M.arch_hash == arch_hash).order_by(M.backend, M.id)))
 
 
 #: ``trainings`` columns ``trials show`` lists
@@ -351,10 +337,14 @@ TRAINING_COLUMNS = ("id", "kind", "state", "epochs_done", "epochs", "best_top1",
 def _training_rows(conn: Any, arch_hash: str) -> list[dict[str, Any]]:
     from ..store.trainings import Training as F
 
-    rows = conn.execute(select(*(getattr(F, c) for c in TRAINING_COLUMNS))
-                        .where(F.arch_hash == arch_hash).order_by(F.id.desc()))
+    return _dicts(conn.execute(select(*(getattr(F, c) for c in TRAINING_COLUMNS))
+                               .where(F.arch_hash == arch_hash).order_by(F.id.desc())))
+
+
+def _dicts(result: Any) -> list[dict[str, Any]]:
+    """Rows as dicts, timestamps as ISO text."""
     return [{k: iso_time(v) if hasattr(v, "isoformat") else v for k, v in r.items()}
-            for r in rows.mappings()]
+            for r in result.mappings()]
 
 
 # -- export -------------------------------------------------------------------------------------
@@ -443,7 +433,7 @@ def pareto_front(
     """
     engine = open_store(storage)
     _check_studies(engine, study)
-    names = [study] if isinstance(study, str) else list(study or [])
+    names = _study_names(study)
     if objectives is None and names:
         objs = study_objectives(names[0], storage) or parse_objectives(None)
     else:
@@ -456,11 +446,17 @@ def pareto_front(
         conds.append(clause)
     if backend is not None:
         conds.append(T.backend == backend)
-    if where and where.strip():
-        conds.append(compile_filter(where, trial_fields()))
-        base = _base_select(T.id, T.study, *cols)  # the filter may name architecture fields
-    else:
-        base = select(T.id, T.study, *cols)  # no joins: 100k rows stream noticeably faster
+    joined = bool(where and where.strip())
+    if joined:
+        conds.append(compile_filter(where, fields_))
+
+    def over(*columns: Any):
+        """A select of the trials: joined to their architecture and environment when the filter
+        may name their fields (each query of ``conds`` must, or it is a cartesian product),
+        else none (100k rows stream noticeably faster without)."""
+        return _base_select(*columns) if joined else select(*columns).select_from(T)
+
+    base = over(T.id, T.study, *cols)
     timed = any(o.name.startswith("latency") or o.name == "energy_mj" for o in objs)
     with engine.connect() as conn:
         rows = _fetch_tuples(conn, base.where(*conds).order_by(T.id))
@@ -470,16 +466,15 @@ def pareto_front(
                 f"no complete trials{where_txt} have values for "
                 f"{', '.join(o.name for o in objs)}"
             )
-        backends = sorted(b for b in conn.scalars(
-            select(T.backend).where(*conds).distinct()) if b)
+        backends = sorted(b for b in conn.scalars(over(T.backend).where(*conds).distinct()) if b)
         # e.g. trials never trained in full, for full_accuracy: said, not silently dropped
-        left_out = conn.scalar(_base_select(func.count()).where(
+        left_out = conn.scalar(over(func.count()).where(
             T.state == COMPLETE, *conds[1 + len(cols):])) - len(rows)
         # the shape the presets are measured at: the trials' most common input and classes
         shape = conn.execute(
             select(T.resolution, A.num_classes, func.count().label("n"))
             .select_from(T).join(A, T.arch_hash == A.hash)
-            .where(*conds, T.id.in_(select(base.where(*conds).subquery().c.id)))
+            .where(T.id.in_(select(base.where(*conds).subquery().c.id)))
             .group_by(T.resolution, A.num_classes).order_by(func.count().desc()).limit(1)
         ).first() if presets else None
     if timed and backend is None and len(backends) > 1:

@@ -6,14 +6,13 @@ fidelity` trains (or reuses), :func:`edgeexplore.analysis.fidelity.report` compa
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 from rich.text import Text
 
+from ..tabular import json_text
 from .options import console, format_option, storage_option
 from .output import Column, emit
 
@@ -57,8 +56,11 @@ def fidelity_cmd(study, top, recipe, epochs_factor, data, output, plot_path, dev
       edgeexplore fidelity cifar10 --top 8 --recipe edgevit --data cifar10 -o runs/fidelity
     """
     from ..analysis import fidelity as analysis
+    from ..analysis.figures import plot_path as check_plot
     from ..evaluation import fidelity as training
 
+    if plot_path:
+        check_plot(plot_path, page=False)  # a wrong name fails now, not after the trainings
     trials = analysis.choose_trials(study, top, storage)
     spec = training.long_spec(study, recipe, epochs_factor, data, storage)
     # progress on stderr where stdout is a document for programs
@@ -70,9 +72,9 @@ def fidelity_cmd(study, top, recipe, epochs_factor, data, output, plot_path, dev
     if plot_path:
         analysis.plot(rep, plot_path)
     if fmt == "json":
-        click.echo(json.dumps(rep.to_dict(), indent=1, default=str))
+        click.echo(json_text(rep.to_dict()), nl=False)
     elif fmt == "csv":  # the per-trial values; the correlations are in json and the table
-        emit(_rows(rep), fmt, COLUMNS)
+        emit(rep.rows(), fmt, COLUMNS)
     else:
         _print(rep)
     if plot_path:
@@ -88,15 +90,11 @@ COLUMNS = [Column("trial_id", "trial", right=True), Column("number", "#", right=
            Column.metric("flops"), Column.metric("params")]
 
 
-def _rows(rep) -> list[dict]:
-    return [{k: v for k, v in asdict(c).items() if k != "config"} for c in rep.trials]
-
-
 def _print(rep) -> None:
     from .output import table
 
     con = console()
-    con.print(table(_rows(rep), COLUMNS,
+    con.print(table(rep.rows(), COLUMNS,
                     f"Fidelity of study {rep.study} (long key {rep.spec_key})"))
     corr = [("proxy accuracy", rep.proxy), ("FLOPs (baseline)", rep.flops),
             ("parameters (baseline)", rep.params)]

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..errors import EdgeExploreError
-from ..tabular import plain, to_csv
+from ..tabular import json_text, to_csv
 from ..units import human_count
 from .options import console as _console
 from .options import format_option, json_alias, storage_option
@@ -115,8 +115,7 @@ def _latency_table(m: Any):
 @json_alias
 def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, backend: str,
                 threads: int | None, batch: int, settings: tuple[str, ...], force: bool,
-                no_cache: bool, storage: str | None, no_latency: bool, fmt: str,
-                as_json: bool) -> None:
+                no_cache: bool, storage: str | None, no_latency: bool, fmt: str) -> None:
     """Parameters, FLOPs (total and per stage) and measured latency of one architecture.
 
     \b
@@ -132,7 +131,6 @@ def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, back
     settings and device, so measuring again is free; --force measures anew. json is one object;
     csv is one row with the same fields (per-stage FLOPs and the latency record as JSON text).
     """
-    fmt = "json" if as_json else fmt
     from ..config import resolve_arch
     from ..cost import count_cost
 
@@ -162,7 +160,7 @@ def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, back
             "params": cost.params, "flops": cost.flops, "activations": cost.activations,
             "per_stage_flops": cost.per_stage, "latency": m.to_dict() if m is not None else None,
         }
-        text = json.dumps(plain(out), indent=1) + "\n" if fmt == "json" else to_csv([out])
+        text = json_text(out) if fmt == "json" else to_csv([out])
         click.echo(text, nl=False)
         return
     from rich.table import Table
@@ -193,7 +191,7 @@ BACKEND_COLUMNS = [Column("name", "backend"), Column("available"),
               help="Setting for the --backend probed, repeatable.")
 @format_option()
 @json_alias
-def backends_cmd(probe: str | None, settings: tuple[str, ...], fmt: str, as_json: bool) -> None:
+def backends_cmd(probe: str | None, settings: tuple[str, ...], fmt: str) -> None:
     """List every latency backend, whether it runs here, and why not (or on what device).
 
     Third-party packages add backends through the `edgeexplore.latency_backends` entry-point
@@ -205,7 +203,7 @@ def backends_cmd(probe: str | None, settings: tuple[str, ...], fmt: str, as_json
     if extra and probe is None:
         raise EdgeExploreError("--set needs --backend NAME: settings differ between backends")
     infos = list_backends({probe: extra} if probe else None)
-    emit([vars(i) for i in infos], "json" if as_json else fmt, BACKEND_COLUMNS,
+    emit([vars(i) for i in infos], fmt, BACKEND_COLUMNS,
          title="Latency backends")
     probed = next((i for i in infos if i.name == probe), None)
     if probed is not None and not probed.available:  # a probe answers in its exit status too

@@ -41,7 +41,7 @@ PRESET_COLUMNS = [
 @click.command("presets")
 @format_option()
 @json_alias
-def presets_cmd(fmt: str, as_json: bool) -> None:
+def presets_cmd(fmt: str) -> None:
     """List the named architectures (usable wherever a PRESET|CONFIG.json is asked for)."""
     rows = []
     for name, arch in PRESETS.items():
@@ -52,7 +52,7 @@ def presets_cmd(fmt: str, as_json: bool) -> None:
             "description": PRESET_HELP.get(name, ""),
             "stages": arch.describe(),
         })
-    emit(rows, "json" if as_json else fmt, PRESET_COLUMNS, title="edgeexplore presets")
+    emit(rows, fmt, PRESET_COLUMNS, title="edgeexplore presets")
 
 
 def _int_list(value: str | None, name: str) -> list[int] | None:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 from collections.abc import Callable
@@ -38,8 +39,15 @@ def format_option(*extra: str, default: str = "table") -> Decorator:
 
 
 def json_alias(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The older ``--json`` flag, kept so existing scripts work: the same as ``--format json``."""
-    return click.option("--json", "as_json", is_flag=True, hidden=True)(f)
+    """The older ``--json`` flag, kept so existing scripts work: the same as ``--format json``
+    (the command sees ``fmt="json"``; put it under :func:`format_option`)."""
+    @functools.wraps(f)
+    def command(*args: Any, as_json: bool = False, **kwargs: Any) -> Any:
+        if as_json:
+            kwargs["fmt"] = "json"
+        return f(*args, **kwargs)
+
+    return click.option("--json", "as_json", is_flag=True, hidden=True)(command)
 
 
 def limit_option(default: int | None = None, what: str = "rows") -> Decorator:

@@ -6,6 +6,8 @@ Thin wrappers over :mod:`edgeexplore.analysis.query`; every listing prints as a 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -16,10 +18,12 @@ import numpy as np
 from rich.text import Text
 
 from ..analysis import query
-from ..analysis.pareto import ParetoResult
+from ..analysis.figures import plot_path as plot_file
+from ..analysis.pareto import ParetoResult, spread
 from ..errors import EdgeExploreError
 from ..evaluation import place_presets
-from ..units import DISPLAY, format_value
+from ..tabular import json_text
+from ..units import DISPLAY, format_value, format_values
 from .curves import curves_cmd
 from .options import console, format_option, limit_option, storage_option
 from .output import Column, cell_text, emit, metric_text
@@ -28,14 +32,10 @@ from .studies import delete_cmd, rename_cmd
 
 # -- studies ------------------------------------------------------------------------------------
 
-def _best_text(best: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {format_value(k, v)}" for k, v in best.items())
-
-
 STUDY_COLUMNS = [
     Column("name", "study"), Column("trials", right=True),
     Column("states", "by state", lambda d: ", ".join(f"{k} {v}" for k, v in sorted(d.items()))),
-    Column("objectives"), Column("best", show=_best_text), Column("first_trial", "first trial"),
+    Column("objectives"), Column("best", show=format_values), Column("first_trial", "first trial"),
     Column("last_trial", "last trial"),
 ]
 
@@ -128,7 +128,7 @@ def trials_show(trial_id: int, fmt: str, save_config: Path | None, storage: str 
         # on stderr, so `--format json` output stays one JSON document
         click.echo(f"Saved the architecture of trial {t.id} to {save_config}.", err=True)
     if fmt == "json":
-        click.echo(json.dumps(asdict(t), indent=1, default=str))
+        click.echo(json_text(asdict(t)), nl=False)
         return
     _print_trial(t)
 
@@ -222,7 +222,9 @@ def trials_export(fmt: str, output: str | None, studies: tuple[str, ...], where:
     if output is None:
         click.echo(text, nl=False)
     else:
-        n = text.count("\n") - 1 if fmt == "csv" else len(json.loads(text))
+        # a cell may hold a newline (a multi-line failure reason): count records, not lines
+        n = len(json.loads(text)) if fmt == "json" else sum(1 for _ in csv.reader(io.StringIO(
+            text))) - 1
         click.echo(f"Wrote {n} trials to {output}.", err=True)
 
 
@@ -269,6 +271,8 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
     csv lists the front, one trial a row; json is the whole analysis (front with the same
     columns, knee, hypervolume, reference point, presets).
     """
+    if plot_path:
+        plot_file(plot_path)  # a wrong name fails now, not after measuring the presets
     result = query.pareto_front(
         study=list(studies) or None, objectives=objectives, backend=backend, where=where,
         presets=presets, storage=storage,
@@ -291,7 +295,7 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
     if fmt == "json":
         doc = result.to_dict()
         doc["front"] = rows
-        click.echo(json.dumps(doc, indent=1, default=str))
+        click.echo(json_text(doc), nl=False)
     elif fmt == "csv":
         emit(rows, fmt, _front_columns(result))
     else:
@@ -318,8 +322,8 @@ def _spread(result: ParetoResult, limit: int) -> list[int]:
     whole = result.front
     if not 0 < limit < len(whole):
         return whole
-    picks = set(np.rint(np.linspace(0, len(whole) - 1, limit)).astype(int).tolist())
-    return [i for n, i in enumerate(whole) if n in picks or i == result.knee]
+    chosen = {*spread(whole, limit), result.knee}
+    return [i for i in whole if i in chosen]
 
 
 def _front_columns(result: ParetoResult) -> list[Column]:
@@ -358,8 +362,7 @@ def _print_front(result: ParetoResult, rows: list[dict[str, Any]]) -> None:
     con.print(table(rows, _front_columns(result),
                     f"Pareto front: {len(whole)} of {len(result.values)} complete trials "
                     f"({', '.join(map(str, objs))}){shown}"))
-    ref = ", ".join(f"{o.name} {format_value(o.name, v)}"
-                    for o, v in zip(objs, result.reference_values))
+    ref = format_values(dict(zip([o.name for o in objs], result.reference_values)))
     if result.left_out:
         con.print(f"{result.left_out} complete trial{'s' if result.left_out != 1 else ''} "
                   f"left out: no value for {' or '.join(o.name for o in objs)}")
@@ -375,11 +378,10 @@ def _print_front(result: ParetoResult, rows: list[dict[str, Any]]) -> None:
                       "(same reference point)")
     if result.knee is not None:
         k = result.knee
-        vals = ", ".join(f"{o.name} {format_value(o.name, float(v))}"
-                         for o, v in zip(objs, result.values[k]))
+        vals = format_values({o.name: float(v) for o, v in zip(objs, result.values[k])})
         con.print(f"Knee: trial {result.ids[k]} ({vals})")
     for p in result.references:
-        vals = ", ".join(f"{k} {format_value(k, v)}" for k, v in p.values.items())
+        vals = format_values(p.values)
         con.print(f"Preset {p.name}: {vals}" + (f" ({p.note})" if p.note else ""))
 
 

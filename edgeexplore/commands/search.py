@@ -13,7 +13,7 @@ from .. import store
 from ..errors import EdgeExploreError
 from ..evaluation.outcome import INTERRUPTED
 from ..store import db
-from ..units import format_value, human_count
+from ..units import duration, format_values, human_count
 from .options import console as make_console
 from .options import format_option, storage_option
 from .output import Column, emit
@@ -38,14 +38,6 @@ def _trial_line(o, progress: str = "") -> str:
     return f"{num} {o.state}: {o.reason or ''}"
 
 
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    m, s = divmod(seconds, 60)
-    return f"{m}m {s:02d}s" if m < 60 else f"{m // 60}h {m % 60:02d}m"
-
-
 class _Overall:
     """Where the run stands: "k of N" and an ETA from the trials finished so far.
 
@@ -64,10 +56,10 @@ class _Overall:
         elapsed = time.monotonic() - self.started
         if self.trials is not None:
             left = self.trials - self.done
-            eta = f", ETA {_duration(elapsed / self.done * left)}" if self.done and left else ""
+            eta = f", ETA {duration(elapsed / self.done * left)}" if self.done and left else ""
             return f" ({self.done} of {self.trials}{eta})"
         if self.seconds is not None:
-            return f" ({self.done} done, {_duration(max(0.0, self.seconds - elapsed))} left)"
+            return f" ({self.done} done, {duration(max(0.0, self.seconds - elapsed))} left)"
         return ""
 
 
@@ -226,8 +218,7 @@ def search(study: str | None, budget: str | None, max_trials: int | None, name: 
     shown = [r for r in rows if r.state != store.INFEASIBLE][-20:]
     console.print(_summary_table(shown, f"study {run.study.name}: last {len(shown)} trials"))
     counts = ", ".join(f"{v} {k}" for k, v in sorted(run.study.states.items()))
-    best = ", ".join(f"{k} {format_value(k, v)}" for k, v in run.study.best.items()
-                     if v is not None)
+    best = format_values({k: v for k, v in run.study.best.items() if v is not None})
     console.print(
         f"{len(run.ran)} trials this run in {run.seconds:.0f}s; the study has {counts}"
         f"{f' (best {best})' if best else ''}. "

@@ -165,7 +165,7 @@ def _run(cfg, data, output: Path, recipe, seed: int, resume: bool, stop_after, d
 @format_option()
 @json_alias
 def evaluate_cmd(checkpoint, data, arch, batch_size, resolution, crop_pct, no_ema, workers,
-                 device, fmt, as_json) -> None:
+                 device, fmt) -> None:
     """Top-1/top-5 accuracy, loss and images/s of a checkpoint (EMA weights when present).
 
     \b
@@ -184,8 +184,7 @@ def evaluate_cmd(checkpoint, data, arch, batch_size, resolution, crop_pct, no_em
     m["resolution"] = "x".join(map(str, m["resolution"]))
     columns = ["checkpoint", "weights", "arch", "top1", next(k for k in m if k.startswith("top")
                and k != "top1"), "loss", "images", "images_per_second", "resolution", "device"]
-    emit([m], "json" if as_json else fmt, [Column(c) for c in columns],
-         title=f"{checkpoint} on {data}")
+    emit([m], fmt, [Column(c) for c in columns], title=f"{checkpoint} on {data}")
 
 
 COMMANDS = [train_cmd, evaluate_cmd]

@@ -59,6 +59,7 @@ from ..evaluation import (
 from ..objectives import Objective
 from ..store import TrialResult, db, liveness
 from ..study_summary import StudySummary, check_study_name, summarise_studies
+from ..units import duration
 from . import devices as devs
 from .recipe import StudyRecipe
 from .samplers import make_sampler
@@ -89,7 +90,7 @@ class Budget:
         if self.trials is not None:
             parts.append(f"{self.trials} trials")
         if self.seconds is not None:
-            parts.append(f"{_fmt_seconds(self.seconds)} wall-clock")
+            parts.append(f"{duration(self.seconds)} wall-clock")
         return " / ".join(parts) or "unlimited"
 
 
@@ -120,13 +121,6 @@ def parse_budget(text: str | int) -> Budget:
     if total <= 0:
         raise ConfigError(f"budget {text!r}: the duration must be positive")
     return Budget(seconds=total)
-
-
-def _fmt_seconds(s: float) -> str:
-    s = round(s)
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
 
 
 # -- summary of one run ------------------------------------------------------------------------
