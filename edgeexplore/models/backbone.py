@@ -33,8 +33,8 @@ import torch.fx
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import trunc_normal_
+from timm.models import checkpoint_seq
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..config import STAGE_STRIDES, STRIDE, ArchConfig
 from ..errors import ConfigError, EdgeExploreError
@@ -55,9 +55,7 @@ class EdgeStage(nn.Module):
         if self.grad_checkpointing and not torch.jit.is_scripting():
             # each block's activations are dropped after the forward and recomputed in the
             # backward: memory for one block instead of the whole stage
-            for block in self.blocks:
-                x = checkpoint(block, x, use_reentrant=False)
-            return x
+            return checkpoint_seq(self.blocks, x, use_reentrant=False)
         return self.blocks(x)
 
 
