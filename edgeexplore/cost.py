@@ -100,7 +100,7 @@ def _group_module(name: str) -> str | None:
     if parts[0] == "stages" and len(parts) >= 3:
         i = int(parts[1]) + 1
         return f"downsample{i}" if parts[2] == "downsample" else f"blocks{i}"
-    if parts[0] in ("norm", "head_norm", "head"):
+    if parts[0] in ("norm", "global_pool", "head_norm", "head"):
         return "norm" if parts[0] == "norm" else "head"
     return None
 
