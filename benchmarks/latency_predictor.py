@@ -19,17 +19,16 @@ The last line is ``within 10%: X% with N measured (backend)`` for the best setti
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from latency_quality import kendall_tau, sample_stage
+from latency_quality import sample_archs
 
-from edgeexplore.config import BLOCKS, ArchConfig, ConfigError
+from edgeexplore.config import ArchConfig
+from edgeexplore.latency.predictor import error_report
 
 N_ARCHS = 60
 TRAIN_SIZES = (10, 20, 30, 40)
@@ -38,34 +37,6 @@ RESOLUTIONS = ((128, 128), (160, 160), (192, 192), (224, 224), (160, 128), (224,
                (128, 192), (192, 256))
 BACKENDS = ("torch-cpu", "onnxruntime")
 SETTINGS = {"threads": 1, "clock": "thread-cpu"}
-
-
-def sample_archs(n: int, seed: int) -> list[ArchConfig]:
-    """``n`` distinct buildable architectures; the block kinds and resolutions are cycled."""
-    from edgeexplore.models import build
-
-    rng = random.Random(seed)
-    kinds = sorted(BLOCKS)
-    out: list[ArchConfig] = []
-    seen: set[str] = set()
-    attempts = 0
-    while len(out) < n:
-        attempts += 1
-        first = kinds[len(out) % len(kinds)]
-        try:
-            stages = tuple(sample_stage(rng, i, first if i == len(out) % 4 else rng.choice(kinds))
-                           for i in range(4))
-            cfg = ArchConfig(stages=stages, resolution=rng.choice(RESOLUTIONS))
-            if cfg.hash in seen:
-                continue
-            build(cfg)  # some option combinations are only rejected by the builder
-        except (ConfigError, ValueError, RuntimeError):
-            if attempts > 50 * n:
-                raise
-            continue
-        seen.add(cfg.hash)
-        out.append(cfg)
-    return out
 
 
 def measure_all(archs: list[ArchConfig], backend: str, store) -> list[float]:
@@ -87,13 +58,6 @@ def lut_predictions(archs: list[ArchConfig], store) -> list[float]:
 
     return [measure_arch(cfg, backend="lut", store=store, calibrate=3, **SETTINGS).median_ms
             for cfg in archs]
-
-
-def scores(pred: list[float], true: list[float]) -> dict[str, float]:
-    errs = [abs(p - t) / t for p, t in zip(pred, true)]
-    return {"within10": sum(e <= 0.10 for e in errs) / len(errs),
-            "within5": sum(e <= 0.05 for e in errs) / len(errs),
-            "mape": statistics.fmean(errs), "tau": kendall_tau(pred, true)}
 
 
 def flops_linear(train: list[int], feats: list, y: list[float]) -> list[float]:
@@ -126,7 +90,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     store = open_store(args.storage)
-    archs = sample_archs(N_ARCHS, args.seed)
+    archs = sample_archs(N_ARCHS, args.seed, RESOLUTIONS)
     print(f"{N_ARCHS} architectures, resolutions {sorted({c.resolution for c in archs})}, "
           f"1 thread, thread-CPU clock")
     measured = {b: measure_all(archs, b, store) for b in BACKENDS}
@@ -148,22 +112,22 @@ def main() -> None:
         y = measured[backend]
         print(f"\n{backend}: measured {min(y):.1f}-{max(y):.1f} ms")
         if backend == "torch-cpu" and lut is not None:
-            print(line("lut (3 calibrations), all", scores(lut, y)))
+            print(line("lut (3 calibrations), all", error_report(lut, y)))
         for n in TRAIN_SIZES:
             train = select_diverse(cheap, n)
             test = [i for i in range(len(archs)) if i not in set(train)]
             model = fit_predictor([feats[i] for i in train], [y[i] for i in train])
             pred = model.predict([feats[i] for i in test])
             truth = [y[i] for i in test]
-            s = scores(pred, truth)
+            s = error_report(pred, truth)
             print(f" {n} measured, {len(test)} held out; chosen model: {model.method} "
                   f"(its own CV: within 10% {model.report['within10']:.0%}, "
                   f"MAPE {model.report['mape']:.1%})")
             print(line("learned predictor", s))
             fl = flops_linear(train, feats, [y[i] for i in range(len(archs))])
-            print(line("FLOPs-only linear", scores([fl[i] for i in test], truth)))
+            print(line("FLOPs-only linear", error_report([fl[i] for i in test], truth)))
             if backend == "torch-cpu" and lut is not None:
-                print(line("lut (3 calibrations)", scores([lut[i] for i in test], truth)))
+                print(line("lut (3 calibrations)", error_report([lut[i] for i in test], truth)))
             if n <= 30 and s["within10"] > best[0]:
                 best = (s["within10"], n, backend)
     print(f"within 10%: {best[0]:.0%} with {best[1]} measured ({best[2]})")

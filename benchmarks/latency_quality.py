@@ -79,8 +79,11 @@ def sample_stage(rng: random.Random, index: int, block: str) -> StageConfig:
     )
 
 
-def sample_archs(n: int, seed: int) -> list[ArchConfig]:
-    """``n`` distinct buildable architectures; every block kind appears in some stage."""
+def sample_archs(n: int, seed: int,
+                 resolutions: tuple[tuple[int, int], ...] = ((RESOLUTION, RESOLUTION),),
+                 ) -> list[ArchConfig]:
+    """``n`` distinct buildable architectures; every block kind appears in some stage, and the
+    resolution is drawn from ``resolutions`` (no draw for a single one: the same stream)."""
     from edgeexplore.models import build
 
     rng = random.Random(seed)
@@ -97,7 +100,8 @@ def sample_archs(n: int, seed: int) -> list[ArchConfig]:
             for i in range(4):
                 block = first if i == len(out) % 4 else rng.choice(kinds)
                 stages.append(sample_stage(rng, i, block))
-            cfg = ArchConfig(stages=tuple(stages), resolution=(RESOLUTION, RESOLUTION))
+            res = rng.choice(resolutions) if len(resolutions) > 1 else resolutions[0]
+            cfg = ArchConfig(stages=tuple(stages), resolution=res)
             if cfg.hash in seen:
                 continue
             build(cfg)  # some option combinations are only rejected by the builder

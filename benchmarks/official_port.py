@@ -206,17 +206,10 @@ def _pairs(names: Sequence[str]) -> dict[str, tuple[nn.Module, nn.Module]]:
 
 
 def _onnx_runner(model: nn.Module, x: torch.Tensor, threads: int):
-    import onnxruntime as ort
+    """The onnxruntime backend's own runner: the same export and session settings it times."""
+    from edgeexplore.latency import get_backend
 
-    from edgeexplore.models.export import export_onnx
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(export_onnx(model, x), opts,
-                                   providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x.numpy()}
-    return lambda: session.run(None, feed)
+    return get_backend("onnxruntime", threads=threads).prepare(model, x)
 
 
 def _ratio_rounds(ours, port, rounds: int, reps: int, clock) -> list[float]:

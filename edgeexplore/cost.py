@@ -49,6 +49,8 @@ class CostReport:
     resolution: tuple[int, int]
     per_stage: dict[str, int] = field(default_factory=dict)
     per_module: dict[str, int] = field(default_factory=dict)
+    #: leaf modules (a proxy for kernel launches / per-op dispatch; a latency-predictor feature)
+    modules: int = 0
 
     @property
     def gflops(self) -> float:
@@ -100,7 +102,7 @@ def _group_module(name: str) -> str | None:
     if parts[0] == "stages" and len(parts) >= 3:
         i = int(parts[1]) + 1
         return f"downsample{i}" if parts[2] == "downsample" else f"blocks{i}"
-    if parts[0] in ("norm", "head_norm", "head"):
+    if parts[0] in ("norm", "global_pool", "head_norm", "head"):
         return "norm" if parts[0] == "norm" else "head"
     return None
 
@@ -189,6 +191,7 @@ def _count_model(model: nn.Module, resolution: tuple[int, int], in_chans: int) -
     params = sum(p.numel() for p in model.parameters())
     return CostReport(
         params=params,
+        modules=sum(1 for m in model.modules() if not any(m.children())),
         flops=flops.get("", 0),
         activations=int(stats.get("", Counter()).get("activations", 0)),
         resolution=resolution,

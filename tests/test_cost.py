@@ -94,3 +94,11 @@ def test_model_and_resolution_arguments():
         count_cost(nn.Linear(2, 2))
     with pytest.raises(ConfigError):
         count_cost("edgevit_xxs")
+
+
+def test_adaptive_pool_flops_are_in_the_head_group():
+    # EdgeNeXt's layout pools with adaptive_avg_pool2d, which fvcore counts: those FLOPs belong
+    # to the head group, so both breakdowns still add up to the total
+    report = count_cost(get_preset("edgenext_xx_small"))
+    assert sum(report.per_stage.values()) == report.flops
+    assert sum(report.per_module.values()) == report.flops

@@ -27,13 +27,15 @@ def _is_arch(source: str) -> bool:
 
 
 def _state_dict(path: Path) -> dict[str, Any]:
+    from ..models.official import unwrap_checkpoint
     from .models import _load_checkpoint
 
     data = _load_checkpoint(path)
-    for key in ("model", "state_dict"):
-        if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
-    if not isinstance(data, dict) or not data:
+    try:  # a plain state dict, or one under "model" / "state_dict" / "model_ema"
+        data = unwrap_checkpoint(data)
+    except EdgeExploreError:
+        data = {}
+    if not data:
         raise EdgeExploreError(f"{path} holds no state dict")
     return data
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeExploreError
-from .base import Measurement, check_positive, check_threads, cpu_description
+from .base import Measurement, check_positive, check_threads, cpu_description, shape_str
 
 #: "latency: 12.5 ms", "avg=12.5ms", "12.5 ms" ... the first number followed by a time unit
 DEFAULT_PATTERN = r"(?P<value>[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|us|µs|s)\b"
@@ -162,7 +162,7 @@ class CommandBackend:
             path = Path(tmp) / "model.onnx"
             export_onnx(model, shape, path, exporter=self.exporter)
             values = {
-                "model": str(path), "input_shape": "x".join(map(str, shape)),
+                "model": str(path), "input_shape": shape_str(shape),
                 "input_shape_csv": ",".join(map(str, shape)), "batch": shape[0],
                 "channels": shape[1] if len(shape) > 1 else "", "height": shape[-2],
                 "width": shape[-1], "threads": self.threads, "warmup": self.warmup,

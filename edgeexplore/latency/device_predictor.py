@@ -17,8 +17,14 @@ from ..config import ArchConfig
 from ..errors import EdgeExploreError
 from ..store import Store, open_store
 from ..store import latency as tables
-from .base import LatencyBackend, device_fingerprint, settings_json
-from .measure import _short_device, cache_key, input_shape_for, measure_arch, resolve_backend
+from .measure import (
+    _short_device,
+    backend_key,
+    cache_key,
+    input_shape_for,
+    measure_arch,
+    resolve_backend,
+)
 from .predictor import (
     FittedPredictor,
     arch_features,
@@ -46,13 +52,6 @@ class DevicePredictor:
         return self.model.predict([arch_features(c) for c in cfgs])
 
 
-def predictor_key(backend: LatencyBackend, batch: int = 1) -> dict[str, Any]:
-    """The columns that identify a predictor: the measurement cache's key without the input."""
-    return {"backend": backend.name,
-            "settings": settings_json(dict(getattr(backend, "settings", {}))),
-            "batch": int(batch), "device_fingerprint": device_fingerprint(backend.describe_device())}
-
-
 def _open(store: Store | None) -> Store:
     return store if store is not None else open_store()
 
@@ -77,7 +76,7 @@ def fit_device(candidates: list[ArchConfig], samples: int, backend: str = "torch
         raise EdgeExploreError(f"samples must be a positive integer, not {samples!r}")
     store = _open(store)
     b = resolve_backend(backend, threads=threads, **settings)
-    key = predictor_key(b, batch)
+    key = backend_key(b, batch)
     row = tables.get_predictor(store, key)
     known = [ArchConfig.from_dict(d) for d in row["archs"]] if row else []
     pool = list({c.hash: c for c in [*known, *candidates]}.values())
@@ -102,7 +101,7 @@ def load_predictor(backend: str = "torch-cpu", batch: int = 1, threads: int | No
     measurements; None when none was fitted here."""
     store = _open(store)
     b = resolve_backend(backend, threads=threads, **settings)
-    key = predictor_key(b, batch)
+    key = backend_key(b, batch)
     row = tables.get_predictor(store, key)
     if row is None:
         return None

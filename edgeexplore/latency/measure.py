@@ -57,13 +57,19 @@ def check_backend(backend: str | LatencyBackend, batch: int = 1, threads: int | 
     return b
 
 
+def backend_key(backend: LatencyBackend, batch: int = 1) -> dict[str, Any]:
+    """What is timed and where, without the architecture: backend, settings, batch and device
+    fingerprint (a stored latency predictor's key, and part of every cache key)."""
+    return {
+        "backend": backend.name, "settings": settings_json(dict(getattr(backend, "settings", {}))),
+        "batch": int(batch), "device_fingerprint": device_fingerprint(backend.describe_device()),
+    }
+
+
 def cache_key(arch_hash: str, shape: tuple[int, ...], backend: LatencyBackend) -> dict[str, Any]:
     """The unique columns of ``latency_measurements`` for ``backend`` timing ``arch_hash``."""
-    return {
-        "arch_hash": arch_hash, "input_shape": shape_str(shape), "batch": int(shape[0]),
-        "backend": backend.name, "settings": settings_json(dict(getattr(backend, "settings", {}))),
-        "device_fingerprint": device_fingerprint(backend.describe_device()),
-    }
+    return {"arch_hash": arch_hash, "input_shape": shape_str(shape),
+            **backend_key(backend, shape[0])}
 
 
 def _short_device(device: dict[str, Any]) -> str:

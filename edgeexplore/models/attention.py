@@ -181,9 +181,7 @@ def window_merge(x: torch.Tensor, height: int, width: int, window: int) -> torch
     nh, nw = (height + wh - 1) // wh, (width + ww - 1) // ww
     C = x.shape[-1]
     x = x.reshape(-1, nh, nw, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, nh * wh, nw * ww, C)
-    if nh * wh != height or nw * ww != width:
-        x = x[:, :height, :width, :]
-    return x
+    return crop_tokens(x, height, width)
 
 
 torch.fx.wrap("window_partition")

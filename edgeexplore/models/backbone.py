@@ -12,6 +12,7 @@ Module layout (what state-dict keys look like)::
     stages.{i}.downsample     nn.Identity for stage 0, else the macro's stride-2 downsampler
     stages.{i}.blocks.{j}     the stage's blocks (nn.Sequential)
     norm                      macro final norm on the last NCHW map (EdgeViT: BatchNorm2d)
+    global_pool               timm's SelectAdaptivePool2d (no parameters)
     head_norm                 macro norm on the pooled vector (EdgeViT: Identity)
     head                      Linear (Identity when num_classes is 0)
 
@@ -30,11 +31,10 @@ from typing import Any
 
 import torch
 import torch.fx
-import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import trunc_normal_
+from timm.layers import SelectAdaptivePool2d, trunc_normal_
+from timm.models import checkpoint_seq
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..config import STAGE_STRIDES, STRIDE, ArchConfig
 from ..errors import ConfigError, EdgeExploreError
@@ -55,9 +55,7 @@ class EdgeStage(nn.Module):
         if self.grad_checkpointing and not torch.jit.is_scripting():
             # each block's activations are dropped after the forward and recomputed in the
             # backward: memory for one block instead of the whole stage
-            for block in self.blocks:
-                x = checkpoint(block, x, use_reentrant=False)
-            return x
+            return checkpoint_seq(self.blocks, x, use_reentrant=False)
         return self.blocks(x)
 
 
@@ -79,22 +77,6 @@ def check_input(x: torch.Tensor, in_chans: int, stride: int = STRIDE) -> None:
 
 
 torch.fx.wrap("check_input")
-
-
-def pool_map(x: torch.Tensor, pool_type: str, adaptive: bool) -> torch.Tensor:
-    """(B, C, H, W) → (B, C) as timm's pooling names define it ('' returns the map unchanged).
-
-    ``adaptive`` picks ``adaptive_avg_pool2d`` over ``mean`` for the average: equal values,
-    but fvcore counts only the former (see :class:`~edgeexplore.models.registry.Macro`)."""
-    if pool_type == "":
-        return x
-    avg = F.adaptive_avg_pool2d(x, 1).flatten(1) if adaptive else x.mean((2, 3))
-    if pool_type == "avg":
-        return avg
-    peak = x.amax((2, 3))
-    if pool_type == "max":
-        return peak
-    return 0.5 * (avg + peak)
 
 
 def pretrained_cfg_for(arch: ArchConfig) -> dict[str, Any]:
@@ -141,7 +123,7 @@ class EdgeBackbone(nn.Module):
         self.norm = macro.final_norm
         self.head_norm = macro.head_norm
         self.adaptive_pool = macro.pool == "adaptive"
-        self.global_pool = "avg"
+        self.global_pool = self._make_pool("avg")
         self.in_chans = arch.in_chans
         self.num_classes = arch.num_classes
         self.num_features = self.head_hidden_size = arch.stages[-1].width
@@ -154,6 +136,12 @@ class EdgeBackbone(nn.Module):
         self.pretrained_cfg = self.default_cfg = pretrained_cfg_for(arch)
 
     # -- classifier --------------------------------------------------------------------------
+    def _make_pool(self, pool_type: str) -> SelectAdaptivePool2d:
+        # timm's 'fast' pools take x.mean / x.amax, which fvcore skips (the EdgeViT authors'
+        # figures); the others adaptive_avg_pool2d, which it counts (see registry.Macro.pool)
+        fast = "fast" if pool_type and not self.adaptive_pool else ""
+        return SelectAdaptivePool2d(pool_type=fast + pool_type, flatten=True)
+
     def _make_head(self, num_classes: int) -> nn.Module:
         if num_classes <= 0:
             return nn.Identity()
@@ -174,7 +162,7 @@ class EdgeBackbone(nn.Module):
             if global_pool not in POOL_TYPES:
                 names = ", ".join(repr(p) for p in POOL_TYPES)
                 raise ConfigError(f"global_pool must be one of {names}, not {global_pool!r}")
-            self.global_pool = global_pool
+            self.global_pool = self._make_pool(global_pool)
         self.num_classes = num_classes
         self.head = self._make_head(num_classes)
         self.arch = self.arch.replace(num_classes=num_classes)
@@ -206,13 +194,13 @@ class EdgeBackbone(nn.Module):
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if self.global_pool == "":
+        if self.global_pool.is_identity():
             # no pooling: norm and classifier act on the channels of every position
             x = self.head_norm(x.permute(0, 2, 3, 1))
             if not pre_logits:
                 x = self.head(x)
             return x.permute(0, 3, 1, 2)
-        x = self.head_norm(pool_map(x, self.global_pool, self.adaptive_pool))
+        x = self.head_norm(self.global_pool(x))
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

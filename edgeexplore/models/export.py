@@ -278,9 +278,9 @@ def _check_onnx(path: Path, fp16: bool) -> None:
 
 def onnx_op_types(path: str | Path) -> dict[str, int]:
     """How many nodes of each op type the ONNX graph at ``path`` has (most frequent first)."""
+    from collections import Counter
+
     import onnx
 
-    counts: dict[str, int] = {}
-    for node in onnx.load(str(path)).graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    counts = Counter(node.op_type for node in onnx.load(str(path)).graph.node)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
