@@ -32,8 +32,8 @@ from ..config import ArchConfig
 from ..errors import ConfigError, EdgeExploreError
 from . import checkpoint as ckpt
 from . import distributed, loaders
-from .evaluate import autocast_dtype, run_eval
-from .proxy import progress_bar, seed_everything
+from .evaluate import run_eval
+from .proxy import autocast_dtype, progress_bar, seed_everything, use_channels_last
 from .recipe import TrainRecipe
 
 Log = Callable[[str], None]
@@ -68,8 +68,7 @@ class Trainer:
 
         self.cfg, self.recipe, self.d = cfg, recipe, d
         self.dtype = autocast_dtype(recipe.amp, recipe.amp_dtype, d.device)
-        self.channels_last = (recipe.channels_last if recipe.channels_last != "auto"
-                              else d.device.type == "cuda")
+        self.channels_last = use_channels_last(recipe.channels_last, d.device)
         model = build(cfg)
         self.synced_bn = d.enabled and d.device.type == "cuda" and _has_batchnorm(model)
         if self.synced_bn:

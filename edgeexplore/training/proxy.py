@@ -189,20 +189,22 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-def _amp_dtype(recipe: ProxyRecipe, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for full precision."""
-    enabled = recipe.amp if recipe.amp != "auto" else device.type == "cuda"
+def autocast_dtype(amp: bool | str, amp_dtype: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an ``amp`` / ``amp_dtype`` setting (proxy and full recipes alike):
+    bf16 where the GPU has it, else fp16; None for full precision. ``auto`` is on CUDA only."""
+    enabled = amp if amp != "auto" else device.type == "cuda"
     if not enabled:
         return None
-    if recipe.amp_dtype == "float16":
+    if amp_dtype == "float16":
         return torch.float16
-    if recipe.amp_dtype == "bfloat16" or device.type != "cuda" or torch.cuda.is_bf16_supported():
+    if amp_dtype == "bfloat16" or device.type != "cuda" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
 
 
-def _channels_last(recipe: ProxyRecipe, device: torch.device) -> bool:
-    return recipe.channels_last if recipe.channels_last != "auto" else device.type == "cuda"
+def use_channels_last(channels_last: bool | str, device: torch.device) -> bool:
+    """A ``channels_last`` setting resolved: ``auto`` is on CUDA only."""
+    return channels_last if channels_last != "auto" else device.type == "cuda"
 
 
 def set_drop_path(model: nn.Module, rate: float) -> int:
@@ -278,7 +280,8 @@ def _evaluate(
     was_training = model.training
     model.eval()
     model.to(device)
-    dtype, cl = _amp_dtype(recipe, device), _channels_last(recipe, device)
+    dtype = autocast_dtype(recipe.amp, recipe.amp_dtype, device)
+    cl = use_channels_last(recipe.channels_last, device)
     mean, inv_std = _norm_tensors(data, device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     with torch.inference_mode():
@@ -412,8 +415,8 @@ def train_proxy(
         recipe = ProxyRecipe.from_dict(recipe)
     device = resolve_device(device)
     seed_everything(seed)
-    dtype = _amp_dtype(recipe, device)
-    cl = _channels_last(recipe, device)
+    dtype = autocast_dtype(recipe.amp, recipe.amp_dtype, device)
+    cl = use_channels_last(recipe.channels_last, device)
     model.to(device)
     if cl:
         model.to(memory_format=torch.channels_last)
@@ -667,7 +670,8 @@ def bare_loop_throughput(
     from timm.optim import create_optimizer_v2
 
     dev = resolve_device(device)
-    dtype, cl = _amp_dtype(recipe, dev), _channels_last(recipe, dev)
+    dtype = autocast_dtype(recipe.amp, recipe.amp_dtype, dev)
+    cl = use_channels_last(recipe.channels_last, dev)
     model.to(dev).train()
     if cl:
         model.to(memory_format=torch.channels_last)
