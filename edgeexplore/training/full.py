@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -250,8 +251,9 @@ def _prepare(arch: ArchConfig | None, data: str | None, output: Path, recipe: Tr
 
 
 def _sampler_digest(sampler: Any, images: int) -> str:
-    seen = sorted(list(iter(sampler))[:images])
-    return hashlib.sha256(json.dumps(seen).encode()).hexdigest()[:16]
+    """A hash of the set of image indices a rank draws this epoch (sorted: order aside)."""
+    seen = np.sort(np.array(list(iter(sampler))[:images], dtype=np.int64))
+    return hashlib.sha256(seen.tobytes()).hexdigest()[:16]
 
 
 def _fmt(m: dict[str, Any], k: int) -> str:
