@@ -34,7 +34,13 @@ from ..errors import ConfigError, EdgeExploreError
 from . import checkpoint as ckpt
 from . import distributed, loaders
 from .evaluate import run_eval
-from .proxy import autocast_dtype, progress_bar, seed_everything, use_channels_last
+from .proxy import (
+    autocast_dtype,
+    optimizer_step,
+    progress_bar,
+    seed_everything,
+    use_channels_last,
+)
 from .recipe import TrainRecipe
 
 Log = Callable[[str], None]
@@ -139,10 +145,7 @@ class Trainer:
                                     enabled=self.dtype is not None):
                     loss = self.criterion(self.net(x), y)
                 scaled = loss / accum
-                if self.scaler is not None:
-                    self.scaler.scale(scaled).backward()
-                else:
-                    scaled.backward()
+                (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
             loss_sum += loss.detach()
             images += len(x)
             if stepping:
@@ -169,17 +172,7 @@ class Trainer:
                 distribute_bn(self.ema.module, self.d.world_size, reduce=True)
 
     def _step(self) -> None:
-        clip = self.recipe.grad_clip
-        if self.scaler is not None:
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            if clip:
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
+        optimizer_step(self.optimizer, self.scaler, self.model.parameters(), self.recipe.grad_clip)
         self.optimizer.zero_grad(set_to_none=True)
         self.updates += 1
         self.scheduler.step_update(num_updates=self.updates)

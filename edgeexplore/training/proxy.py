@@ -231,6 +231,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+                   params: Iterable[nn.Parameter], clip: float | None) -> None:
+    """One update from the gradients ``backward`` left: clipped to norm ``clip`` when set (after
+    unscaling), then stepped through the fp16 ``scaler`` when there is one. The backward pass
+    before it is ``(loss if scaler is None else scaler.scale(loss)).backward()``."""
+    if clip:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(params, clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
 def _criterion(recipe: ProxyRecipe) -> nn.Module:
     from timm.loss import LabelSmoothingCrossEntropy
 
@@ -515,18 +531,8 @@ def train_proxy(
                 ):
                     loss = criterion(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if recipe.grad_clip:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    if recipe.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                    optimizer.step()
+                (loss if scaler is None else scaler.scale(loss)).backward()
+                optimizer_step(optimizer, scaler, model.parameters(), recipe.grad_clip)
                 updates += 1
                 step += 1
                 images += len(y)
@@ -691,12 +697,7 @@ def bare_loop_throughput(
         with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss = criterion(model(x), y)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        optimizer_step(optimizer, scaler, model.parameters(), None)
     _sync(dev)
     return steps * len(y) / (time.perf_counter() - started)
