@@ -36,6 +36,7 @@ from . import distributed, loaders
 from .evaluate import run_eval
 from .proxy import (
     autocast_dtype,
+    cross_entropy,
     optimizer_step,
     progress_bar,
     seed_everything,
@@ -66,7 +67,7 @@ class Trainer:
     def __init__(self, cfg: ArchConfig, recipe: TrainRecipe, d: distributed.Dist,
                  updates_per_epoch: int):
         from timm.data import Mixup
-        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+        from timm.loss import SoftTargetCrossEntropy
         from timm.optim import create_optimizer_v2
         from timm.scheduler import create_scheduler_v2
         from timm.utils import ModelEmaV3
@@ -101,12 +102,9 @@ class Trainer:
             switch_prob=recipe.mixup_switch_prob, label_smoothing=recipe.label_smoothing,
             num_classes=cfg.num_classes,
         ) if recipe.mixes else None
-        if self.mixup is not None:  # mixup already smooths the targets it mixes
-            self.criterion: nn.Module = SoftTargetCrossEntropy()
-        elif recipe.label_smoothing > 0:
-            self.criterion = LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
-        else:
-            self.criterion = nn.CrossEntropyLoss()
+        # mixup already smooths the targets it mixes
+        self.criterion = (SoftTargetCrossEntropy() if self.mixup is not None
+                          else cross_entropy(recipe.label_smoothing))
         self.net = model
         if d.enabled:
             self.net = nn.parallel.DistributedDataParallel(

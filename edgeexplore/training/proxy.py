@@ -247,11 +247,12 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScale
         optimizer.step()
 
 
-def _criterion(recipe: ProxyRecipe) -> nn.Module:
+def cross_entropy(label_smoothing: float) -> nn.Module:
+    """The classification loss of hard labels: timm's label-smoothing loss, or plain CE at 0."""
     from timm.loss import LabelSmoothingCrossEntropy
 
-    if recipe.label_smoothing > 0:
-        return LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
+    if label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=label_smoothing)
     return nn.CrossEntropyLoss()
 
 
@@ -465,7 +466,7 @@ def train_proxy(
         t_in_epochs=False,
     )
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    criterion = _criterion(recipe)
+    criterion = cross_entropy(recipe.label_smoothing)
     mean, inv_std = _norm_tensors(data, device)
     generator = torch.Generator().manual_seed(seed)
     amp_name = str(dtype).removeprefix("torch.") if dtype is not None else None
@@ -687,7 +688,7 @@ def bare_loop_throughput(
     optimizer = create_optimizer_v2(
         model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay
     )
-    criterion = _criterion(recipe)
+    criterion = cross_entropy(recipe.label_smoothing)
     scaler = torch.amp.GradScaler(dev.type) if dtype == torch.float16 else None
     started = 0.0
     for i in range(warmup + steps):
