@@ -385,8 +385,8 @@ class _Threads:
 
     def __enter__(self) -> Self:
         if self.device.type == "cpu":
-            usable, busy = busy_cores()
-            self.chosen = choose_threads(self.before, usable, busy)
+            # one thread allowed is one thread chosen: skip the 0.1 s sample of the cores
+            self.chosen = choose_threads(self.before, *busy_cores()) if self.before > 1 else 1
             torch.set_num_threads(self.chosen)
         return self
 
