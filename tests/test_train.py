@@ -69,8 +69,9 @@ def workspace(tmp_path_factory):
 
 
 def train_args(data: Path, recipe: Path, out: Path) -> list[str]:
+    # one loader worker process (none where there is one CPU): resume must be bit-for-bit with them
     return ["train", "edgevit_xxs", "--data", f"folder:{data}", "--recipe", str(recipe),
-            "--resolution", "32", "-o", str(out)]
+            "--resolution", "32", "--workers", "1", "-o", str(out)]
 
 
 @pytest.fixture(scope="module")

@@ -25,18 +25,7 @@ from ..config import ArchConfig, parse_resolution, resolve_arch
 from ..errors import ConfigError, EdgeExploreError
 from . import checkpoint as ckpt
 from . import distributed, loaders
-
-
-def autocast_dtype(amp: bool | str, amp_dtype: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (bf16 where the GPU has it, else fp16), or None for full precision."""
-    enabled = amp if amp != "auto" else device.type == "cuda"
-    if not enabled:
-        return None
-    if amp_dtype == "float16":
-        return torch.float16
-    if amp_dtype == "bfloat16" or device.type != "cuda" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
+from .proxy import autocast_dtype
 
 
 @torch.inference_mode()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,8 +33,15 @@ from ..config import ArchConfig
 from ..errors import ConfigError, EdgeExploreError
 from . import checkpoint as ckpt
 from . import distributed, loaders
-from .evaluate import autocast_dtype, run_eval
-from .proxy import progress_bar, seed_everything
+from .evaluate import run_eval
+from .proxy import (
+    autocast_dtype,
+    cross_entropy,
+    optimizer_step,
+    progress_bar,
+    seed_everything,
+    use_channels_last,
+)
 from .recipe import TrainRecipe
 
 Log = Callable[[str], None]
@@ -59,7 +67,7 @@ class Trainer:
     def __init__(self, cfg: ArchConfig, recipe: TrainRecipe, d: distributed.Dist,
                  updates_per_epoch: int):
         from timm.data import Mixup
-        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+        from timm.loss import SoftTargetCrossEntropy
         from timm.optim import create_optimizer_v2
         from timm.scheduler import create_scheduler_v2
         from timm.utils import ModelEmaV3
@@ -68,8 +76,7 @@ class Trainer:
 
         self.cfg, self.recipe, self.d = cfg, recipe, d
         self.dtype = autocast_dtype(recipe.amp, recipe.amp_dtype, d.device)
-        self.channels_last = (recipe.channels_last if recipe.channels_last != "auto"
-                              else d.device.type == "cuda")
+        self.channels_last = use_channels_last(recipe.channels_last, d.device)
         model = build(cfg)
         self.synced_bn = d.enabled and d.device.type == "cuda" and _has_batchnorm(model)
         if self.synced_bn:
@@ -95,12 +102,9 @@ class Trainer:
             switch_prob=recipe.mixup_switch_prob, label_smoothing=recipe.label_smoothing,
             num_classes=cfg.num_classes,
         ) if recipe.mixes else None
-        if self.mixup is not None:  # mixup already smooths the targets it mixes
-            self.criterion: nn.Module = SoftTargetCrossEntropy()
-        elif recipe.label_smoothing > 0:
-            self.criterion = LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
-        else:
-            self.criterion = nn.CrossEntropyLoss()
+        # mixup already smooths the targets it mixes
+        self.criterion = (SoftTargetCrossEntropy() if self.mixup is not None
+                          else cross_entropy(recipe.label_smoothing))
         self.net = model
         if d.enabled:
             self.net = nn.parallel.DistributedDataParallel(
@@ -139,10 +143,7 @@ class Trainer:
                                     enabled=self.dtype is not None):
                     loss = self.criterion(self.net(x), y)
                 scaled = loss / accum
-                if self.scaler is not None:
-                    self.scaler.scale(scaled).backward()
-                else:
-                    scaled.backward()
+                (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
             loss_sum += loss.detach()
             images += len(x)
             if stepping:
@@ -169,17 +170,7 @@ class Trainer:
                 distribute_bn(self.ema.module, self.d.world_size, reduce=True)
 
     def _step(self) -> None:
-        clip = self.recipe.grad_clip
-        if self.scaler is not None:
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            if clip:
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
+        optimizer_step(self.optimizer, self.scaler, self.model.parameters(), self.recipe.grad_clip)
         self.optimizer.zero_grad(set_to_none=True)
         self.updates += 1
         self.scheduler.step_update(num_updates=self.updates)
@@ -251,8 +242,9 @@ def _prepare(arch: ArchConfig | None, data: str | None, output: Path, recipe: Tr
 
 
 def _sampler_digest(sampler: Any, images: int) -> str:
-    seen = sorted(list(iter(sampler))[:images])
-    return hashlib.sha256(json.dumps(seen).encode()).hexdigest()[:16]
+    """A hash of the set of image indices a rank draws this epoch (sorted: order aside)."""
+    seen = np.sort(np.array(list(iter(sampler))[:images], dtype=np.int64))
+    return hashlib.sha256(seen.tobytes()).hexdigest()[:16]
 
 
 def _fmt(m: dict[str, Any], k: int) -> str:

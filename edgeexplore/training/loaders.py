@@ -179,7 +179,9 @@ def train_loader(dataset: Dataset, batch_size: int, rank: int, world_size: int, 
     """Shuffled, sharded, last partial batch dropped (mixup pairs need full, even batches).
 
     The sampler's order depends only on (seed, epoch), via ``set_epoch``, so a resumed run
-    draws the same images in the same order as an uninterrupted one."""
+    draws the same images in the same order as an uninterrupted one. Workers are not persistent:
+    a persistent worker seeds its RNG once and carries it across epochs, which a resumed run
+    (new workers, seeded from the restored main RNG) cannot reproduce."""
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                  seed=seed, drop_last=False)
     if len(sampler) < batch_size:
@@ -188,7 +190,7 @@ def train_loader(dataset: Dataset, batch_size: int, rank: int, world_size: int, 
             f"per process ({world_size} processes); lower --batch-size"
         )
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        pin_memory=pin, drop_last=True, persistent_workers=workers > 0)
+                        pin_memory=pin, drop_last=True)
     return loader, sampler
 
 

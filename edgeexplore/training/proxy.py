@@ -189,20 +189,22 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-def _amp_dtype(recipe: ProxyRecipe, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for full precision."""
-    enabled = recipe.amp if recipe.amp != "auto" else device.type == "cuda"
+def autocast_dtype(amp: bool | str, amp_dtype: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an ``amp`` / ``amp_dtype`` setting (proxy and full recipes alike):
+    bf16 where the GPU has it, else fp16; None for full precision. ``auto`` is on CUDA only."""
+    enabled = amp if amp != "auto" else device.type == "cuda"
     if not enabled:
         return None
-    if recipe.amp_dtype == "float16":
+    if amp_dtype == "float16":
         return torch.float16
-    if recipe.amp_dtype == "bfloat16" or device.type != "cuda" or torch.cuda.is_bf16_supported():
+    if amp_dtype == "bfloat16" or device.type != "cuda" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
 
 
-def _channels_last(recipe: ProxyRecipe, device: torch.device) -> bool:
-    return recipe.channels_last if recipe.channels_last != "auto" else device.type == "cuda"
+def use_channels_last(channels_last: bool | str, device: torch.device) -> bool:
+    """A ``channels_last`` setting resolved: ``auto`` is on CUDA only."""
+    return channels_last if channels_last != "auto" else device.type == "cuda"
 
 
 def set_drop_path(model: nn.Module, rate: float) -> int:
@@ -229,11 +231,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _criterion(recipe: ProxyRecipe) -> nn.Module:
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+                   params: Iterable[nn.Parameter], clip: float | None) -> None:
+    """One update from the gradients ``backward`` left: clipped to norm ``clip`` when set (after
+    unscaling), then stepped through the fp16 ``scaler`` when there is one. The backward pass
+    before it is ``(loss if scaler is None else scaler.scale(loss)).backward()``."""
+    if clip:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(params, clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def cross_entropy(label_smoothing: float) -> nn.Module:
+    """The classification loss of hard labels: timm's label-smoothing loss, or plain CE at 0."""
     from timm.loss import LabelSmoothingCrossEntropy
 
-    if recipe.label_smoothing > 0:
-        return LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
+    if label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=label_smoothing)
     return nn.CrossEntropyLoss()
 
 
@@ -278,7 +297,8 @@ def _evaluate(
     was_training = model.training
     model.eval()
     model.to(device)
-    dtype, cl = _amp_dtype(recipe, device), _channels_last(recipe, device)
+    dtype = autocast_dtype(recipe.amp, recipe.amp_dtype, device)
+    cl = use_channels_last(recipe.channels_last, device)
     mean, inv_std = _norm_tensors(data, device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     with torch.inference_mode():
@@ -365,8 +385,8 @@ class _Threads:
 
     def __enter__(self) -> Self:
         if self.device.type == "cpu":
-            usable, busy = busy_cores()
-            self.chosen = choose_threads(self.before, usable, busy)
+            # one thread allowed is one thread chosen: skip the 0.1 s sample of the cores
+            self.chosen = choose_threads(self.before, *busy_cores()) if self.before > 1 else 1
             torch.set_num_threads(self.chosen)
         return self
 
@@ -412,8 +432,8 @@ def train_proxy(
         recipe = ProxyRecipe.from_dict(recipe)
     device = resolve_device(device)
     seed_everything(seed)
-    dtype = _amp_dtype(recipe, device)
-    cl = _channels_last(recipe, device)
+    dtype = autocast_dtype(recipe.amp, recipe.amp_dtype, device)
+    cl = use_channels_last(recipe.channels_last, device)
     model.to(device)
     if cl:
         model.to(memory_format=torch.channels_last)
@@ -446,7 +466,7 @@ def train_proxy(
         t_in_epochs=False,
     )
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    criterion = _criterion(recipe)
+    criterion = cross_entropy(recipe.label_smoothing)
     mean, inv_std = _norm_tensors(data, device)
     generator = torch.Generator().manual_seed(seed)
     amp_name = str(dtype).removeprefix("torch.") if dtype is not None else None
@@ -512,18 +532,8 @@ def train_proxy(
                 ):
                     loss = criterion(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if recipe.grad_clip:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    if recipe.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                    optimizer.step()
+                (loss if scaler is None else scaler.scale(loss)).backward()
+                optimizer_step(optimizer, scaler, model.parameters(), recipe.grad_clip)
                 updates += 1
                 step += 1
                 images += len(y)
@@ -667,7 +677,8 @@ def bare_loop_throughput(
     from timm.optim import create_optimizer_v2
 
     dev = resolve_device(device)
-    dtype, cl = _amp_dtype(recipe, dev), _channels_last(recipe, dev)
+    dtype = autocast_dtype(recipe.amp, recipe.amp_dtype, dev)
+    cl = use_channels_last(recipe.channels_last, dev)
     model.to(dev).train()
     if cl:
         model.to(memory_format=torch.channels_last)
@@ -677,7 +688,7 @@ def bare_loop_throughput(
     optimizer = create_optimizer_v2(
         model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay
     )
-    criterion = _criterion(recipe)
+    criterion = cross_entropy(recipe.label_smoothing)
     scaler = torch.amp.GradScaler(dev.type) if dtype == torch.float16 else None
     started = 0.0
     for i in range(warmup + steps):
@@ -687,12 +698,7 @@ def bare_loop_throughput(
         with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss = criterion(model(x), y)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        optimizer_step(optimizer, scaler, model.parameters(), None)
     _sync(dev)
     return steps * len(y) / (time.perf_counter() - started)
