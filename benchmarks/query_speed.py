@@ -156,7 +156,7 @@ def main() -> None:
                 print(f"{n:>8} {build:>8.1f}  {label:<44} {first:>8.3f} {med:>9.3f} "
                       f"{cpu:>7.3f}  {result}")
                 build = 0.0
-            db._engines.clear()  # let the temporary file go
+            db.close_all()  # let the temporary file go
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 from tiny import tiny_text
 
 from edgeexplore.cli import main
+from edgeexplore.config import ArchConfig
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,39 @@ def test_fidelity_bad_input(study, capsys):
     assert "--epochs-factor must be above 1" in capsys.readouterr().err
     assert main(["fidelity", "tiny", "--recipe", "edgevit", "--storage", str(study)]) == 1
     assert "needs --data" in capsys.readouterr().err
+
+
+def test_processes_sharing_a_fidelity_run_put_off_what_another_trains(study, tmp_path):
+    """A candidate another live process is training is put off to the end (when its result is
+    there, or its claim can be taken over) instead of waiting at the front of the queue."""
+    import os
+    import socket
+
+    from edgeexplore.analysis.fidelity import choose_trials
+    from edgeexplore.evaluation.fidelity import long_spec, retrain
+    from edgeexplore.store import claims, db
+
+    copy = tmp_path / "copy.db"  # the module's study stays as the other tests expect it
+    src, dst = sqlite3.connect(study), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close(), dst.close()
+    url = f"sqlite:///{copy}"
+    trials = choose_trials("tiny", 3, url)
+    spec = long_spec("tiny", "longer-proxy", 3, None, url)
+    first = ArchConfig.from_json(trials[0].config).hash
+    with db.session_scope(url) as s:  # our parent process "is training" the first candidate
+        s.add(claims.TrainingClaim(arch_hash=first, train_key=spec.key,
+                                   hostname=socket.gethostname(), pid=os.getppid(),
+                                   heartbeat_at=db.utcnow()))
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("[3/3]"):  # the others are done: the owner gives up without a result
+            with db.session_scope(url) as s:
+                s.query(claims.TrainingClaim).delete()
+
+    assert retrain(trials, spec, url, tmp_path, log=log) == 3
+    assert lines[0].startswith("[1/3]") and "coming back to it at the end" in lines[0]
+    assert [line[:5] for line in lines[1:]] == ["[2/3]", "[3/3]", "[1/3]"]
+    assert all(": trained 3 epochs, complete" in line for line in lines[1:])

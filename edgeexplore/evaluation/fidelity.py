@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import ArchConfig
 from ..errors import ConfigError, EdgeExploreError
-from ..store import db
+from ..store import claims, db
 from ..store.trainings import find_complete
 from .pipeline import evaluate
 from .specs import DataSpec, FullRun, TrainingSpec
@@ -56,30 +56,52 @@ def retrain(trials: Sequence[Any], spec: TrainingSpec, storage: str | None, outp
             device: str | None = None, log: Callable[[str], None] = print) -> int:
     """Train each candidate (``analysis.fidelity.Candidate``) with ``spec`` unless a complete
     training exists; returns how many were trained now. Full trainings go to
-    ``output/ARCH_HASH``."""
-    from ..training.checkpoint import LAST
+    ``output/ARCH_HASH``.
 
+    Several ``fidelity`` processes on one store share the work: a candidate that another live
+    process is training when its turn comes is put off to the end, by when its result is there
+    to reuse (or, if that process died, its claim is taken over and it is trained here).
+    """
     url = db.normalise_url(storage)
-    trained = 0
+    jobs = []
     for n, c in enumerate(trials, 1):
         cfg = ArchConfig.from_json(c.config)
-        what = f"[{n}/{len(trials)}] trial #{c.number} ({c.arch_hash})"
         if spec.kind == "full":
             cfg = as_trained(cfg, spec)
             c.trained_hash = cfg.hash
-            folder = Path(output) / cfg.hash
-            with db.session_scope(url) as s:
-                done = find_complete(s, cfg.hash, spec.key) is not None
-            resume = not done and (folder / LAST).is_file()
-            run = FullRun(str(folder.resolve()), resume, None, device, log)
-            out = train_full(cfg, spec, run, url)
+        jobs.append((f"[{n}/{len(trials)}] trial #{c.number} ({c.arch_hash})", cfg))
+    put_off = []
+    trained = 0
+    for what, cfg in jobs:
+        with db.session_scope(url) as s:
+            busy = claims.busy_elsewhere(s, cfg.hash, spec.key)
+        if busy:
+            log(f"{what}: another process is training it; coming back to it at the end")
+            put_off.append((what, cfg))
         else:
-            out = evaluate(cfg, TrainingRecorder(url, cfg, spec), training=spec, storage=url,
-                           progress=False)
-        if out.prior is not None:
-            log(f"{what}: reused training ({out.prior.table} {out.prior.id})")
-        else:
-            trained += 1
-            acc = "-" if out.accuracy is None else f"{100 * out.accuracy:.2f}%"
-            log(f"{what}: trained {out.epochs} epochs, {out.state}, top-1 {acc}")
+            trained += _retrain_one(what, cfg, spec, url, output, device, log)
+    for what, cfg in put_off:
+        trained += _retrain_one(what, cfg, spec, url, output, device, log)
     return trained
+
+
+def _retrain_one(what: str, cfg: ArchConfig, spec: TrainingSpec, url: str, output: str | Path,
+                 device: str | None, log: Callable[[str], None]) -> int:
+    """Train ``cfg`` (or reuse its training); 1 when it was trained now."""
+    from ..training.checkpoint import LAST
+
+    if spec.kind == "full":
+        folder = Path(output) / cfg.hash
+        with db.session_scope(url) as s:
+            done = find_complete(s, cfg.hash, spec.key) is not None
+        resume = not done and (folder / LAST).is_file()
+        out = train_full(cfg, spec, FullRun(str(folder.resolve()), resume, None, device, log), url)
+    else:
+        out = evaluate(cfg, TrainingRecorder(url, cfg, spec), training=spec, storage=url,
+                       progress=False)
+    if out.prior is not None:
+        log(f"{what}: reused training ({out.prior.table} {out.prior.id})")
+        return 0
+    acc = "-" if out.accuracy is None else f"{100 * out.accuracy:.2f}%"
+    log(f"{what}: trained {out.epochs} epochs, {out.state}, top-1 {acc}")
+    return 1

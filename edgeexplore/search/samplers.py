@@ -12,6 +12,7 @@ trial above every infeasible one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +48,15 @@ def set_constraints(trial: optuna.Trial, cons: Constraints, values: Mapping[str,
 
 
 def make_sampler(recipe: StudyRecipe, seed: int) -> optuna.samplers.BaseSampler:
+    """The recipe's sampler. Optuna calls several of the options we choose on purpose (TPE's
+    group and constant_liar, NSGA-III) "experimental" and warns on every worker's start; the
+    user chose none of them, so the notice is noise on their terminal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _sampler(recipe, seed)
+
+
+def _sampler(recipe: StudyRecipe, seed: int) -> optuna.samplers.BaseSampler:
     opts = dict(recipe.sampler_options)
     name = recipe.sampler
     if name == "nsga2":

@@ -62,6 +62,15 @@ def try_claim(session: Session, arch_hash: str, train_key: str) -> bool:
     ).values(heartbeat_at=db.utcnow(), **_mine())).rowcount == 1
 
 
+def busy_elsewhere(session: Session, arch_hash: str, train_key: str) -> bool:
+    """Whether another live process holds the claim now (so a caller with other work to do
+    can do that first and reuse this result later)."""
+    held = session.get(TrainingClaim, (arch_hash, train_key))
+    if held is None or (held.hostname, held.pid) == tuple(_mine().values()):
+        return False
+    return not liveness.is_dead(held.hostname, held.pid, held.heartbeat_at)
+
+
 def _where_mine(arch_hash: str, train_key: str):
     me = _mine()
     return (TrainingClaim.arch_hash == arch_hash, TrainingClaim.train_key == train_key,

@@ -174,6 +174,13 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     return store
 
 
+def close_all() -> None:
+    """Close every store this process opened (a benchmark letting its temporary files go)."""
+    for opened in set(_stores.values()):
+        opened.engine.dispose()
+    _stores.clear()
+
+
 def probe(url: str, *, create: bool) -> str | None:
     """Check, without writing anything, that ``url`` is (``create``: or can become) our store;
     returns the schema revision recorded in it (None: none yet)."""
@@ -220,7 +227,7 @@ def create_schema(url: str, create: Callable[[], T]) -> T:
     now, so look again.
     """
     if make_url(url).get_backend_name() == "postgresql":
-        engine = _new_engine(url, pragmas=False)
+        engine = _new_engine(url)
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _OPTUNA_SCHEMA_LOCK})
