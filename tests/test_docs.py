@@ -22,7 +22,8 @@ def test_docs_build_strictly(tmp_path):
     pytest.importorskip("mkdocs", reason="mkdocs is in the dev group (uv sync installs it)")
     site = tmp_path / "site"
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+        # no --quiet: it hides the warnings, and --strict then has none to count
+        [sys.executable, "-m", "mkdocs", "build", "--strict",
          "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(site)],
         check=False, capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
