@@ -54,7 +54,8 @@ STORE = HERE / "search_efficiency.db"
 #: the study name the table's rows carry in the store
 TABLE = "tabular-edgevit-cifar"
 #: short enough that 256 trainings fit in well under an hour on 2 loaded cores; 3 epochs on
-#: 2,000 images still separate 20k-param from 200k-param models (README, "How good is the search?")
+#: 2,000 images still separate 20k-param from 200k-param models
+#: (docs/search.md, "How good is the search?")
 RECIPE = {"epochs": 3, "batch_size": 128, "lr": 3.0e-3, "warmup_epochs": 0.3, "augment": False,
           "weight_decay": 0.05, "label_smoothing": 0.1}
 DATA = DataSpec("cifar10", subset=200, val_subset=50)

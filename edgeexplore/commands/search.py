@@ -280,7 +280,8 @@ def spaces(space: str | None, fmt: str) -> None:
 
 
 def _block_kind_rows() -> list[dict]:
-    """The block kinds a space may name, as declared (README's table, for the terminal)."""
+    """The block kinds a space may name, as declared (the table in docs/architectures.md, for the
+    terminal)."""
     from ..kinds import BLOCKS
 
     return [{"block": k.name,

@@ -1,4 +1,5 @@
-"""``python -m edgeexplore.kinds`` prints the block-kind table; ``--write README.md`` updates it."""
+"""``python -m edgeexplore.kinds`` prints the block-kind table; ``--write docs/architectures.md``
+updates it (the page that holds it)."""
 
 import sys
 from pathlib import Path
@@ -10,4 +11,4 @@ if len(sys.argv) == 3 and sys.argv[1] == "--write":
 elif len(sys.argv) == 1:
     print(markdown_table())
 else:
-    raise SystemExit("usage: python -m edgeexplore.kinds [--write README.md]")
+    raise SystemExit("usage: python -m edgeexplore.kinds [--write docs/architectures.md]")

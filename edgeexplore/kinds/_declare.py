@@ -4,7 +4,8 @@ A :class:`BlockKind` is everything the rest of edgeexplore knows about a kind of
 options (defaults, allowed values, when each one changes the network), whether it samples a
 sample rate, whether it has attention heads, a whole-stage check, export notes, a description,
 and the builder that turns a validated stage into modules. Config validation, search-space
-sampling, ``edgeexplore spaces`` and the README table all read it; nothing else lists kinds.
+sampling, ``edgeexplore spaces`` and the table in docs/architectures.md all read it; nothing else
+lists kinds.
 
 This module imports no torch (config validation runs on every sample); builders receive a
 :class:`edgeexplore.models.registry.StageContext` and import their modules when called.

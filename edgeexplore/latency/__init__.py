@@ -13,7 +13,7 @@ Public API::
 
 Backends: ``torch-cpu``, ``torchscript``, ``torch-compile``, ``onnxruntime``, ``cuda``,
 ``command``, ``lut``, plus any registered under the ``edgeexplore.latency_backends`` entry-point
-group (see README.md, "Latency and energy").
+group (see docs/latency.md).
 """
 
 from __future__ import annotations

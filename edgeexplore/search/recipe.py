@@ -2,7 +2,7 @@
 
 A recipe is everything a study needs besides its budget, so the same file reproduces a study and
 ``edgeexplore search studies/cifar10.yaml --budget 20`` is the whole command. The schema is
-documented in README.md ("Study recipes"); every problem names the file, the key and what is wrong.
+documented in docs/study-recipes.md; every problem names the file, the key and what is wrong.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class StudyRecipe:
         sampler_raw = data.get("sampler")
         if sampler_raw is None:
             # multivariate TPE: the only core sampler above random on the tabular benchmark
-            # (README.md, "How good is the search?"); NSGA-II was no better than random
+            # (docs/search.md, "How good is the search?"); NSGA-II was no better than random
             sampler_raw = "tpe"
         if isinstance(sampler_raw, str):
             sampler_raw = {"name": sampler_raw}

@@ -1,7 +1,7 @@
 """Optuna samplers by recipe name, and the constraint values that make them constraint-aware.
 
 Which sampler is the default, and why, is measured by ``benchmarks/search_efficiency.py`` on a
-tabular benchmark of our own space (README.md, "How good is the search?").
+tabular benchmark of our own space (docs/search.md, "How good is the search?").
 
 Constraint-aware sampling: Optuna 5 samplers read a trial's constraints from
 ``trial.set_constraint`` (a value above 0 breaks the constraint). :func:`set_constraints` stores

@@ -3,7 +3,7 @@
 A space file says, for each of the four stages, which depths, widths, heads (or head sizes), MLP
 ratios, sample rates and block kinds (with their options) a search may pick, plus the input
 resolution and hard constraints (maximum params, FLOPs, latency on a named backend). The schema is
-documented in README.md ("Search spaces"). Every problem found while loading names the file, the key
+documented in docs/search-spaces.md. Every problem found while loading names the file, the key
 and what is wrong, so a typo never silently shrinks or widens a search.
 
 Sampling is define-by-run: a block's options are only suggested when that block is chosen, a

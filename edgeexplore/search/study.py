@@ -1,6 +1,6 @@
 """The search loop: sample → validate → cost → constraints → latency → proxy training → store.
 
-One Optuna study per name, in the same SQLite file as our tables (README.md ("The store")). Each
+One Optuna study per name, in the same SQLite file as our tables (docs/store.md). Each
 trial is one :func:`edgeexplore.evaluation.evaluate` (see :mod:`edgeexplore.search.trial`):
 
 1. the space suggests an :class:`ArchConfig` (invalid values → ``infeasible``, never trained);

@@ -1,7 +1,7 @@
 """Schema versions of our tables: Alembic migrations with a version table of our own.
 
-Every change to our tables is a revision in ``migrations/versions/`` (README.md, "How to add a
-table"). Optuna versions its tables with Alembic too, in the same database, under Alembic's
+Every change to our tables is a revision in ``migrations/versions/`` (docs/development.md, "How to
+add a table"). Optuna versions its tables with Alembic too, in the same database, under Alembic's
 default ``alembic_version`` table; ours is :data:`VERSION_TABLE`, so neither sees the other's.
 
 Opening a database (:func:`check`, then :func:`upgrade`):

@@ -5,7 +5,7 @@ as one file that ``sqlite3``, pandas, Optuna's CLI and optuna-dashboard all open
 flat and named as a user would say them (``accuracy``, ``latency_ms``, ``flops``, ``params``) so a
 filter language can map field names straight to columns; anything variable-shaped (the config,
 the per-epoch curve, extra metrics) is JSON text beside them. The schema is documented in
-README.md ("The store").
+docs/store.md.
 """
 
 from __future__ import annotations
