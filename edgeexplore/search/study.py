@@ -4,6 +4,8 @@ One Optuna study per name, in the same SQLite file as our tables (README.md ("Th
 trial is one :func:`edgeexplore.evaluation.evaluate` (see :mod:`edgeexplore.search.trial`):
 
 1. the space suggests an :class:`ArchConfig` (invalid values → ``infeasible``, never trained);
+   one the study already found infeasible is a repeat, told to Optuna from the stored row without
+   a row of its own, and the next sample is drawn (:mod:`edgeexplore.search.repeats`);
 2. params/FLOPs are counted and the space's hard limits checked (``infeasible`` with the reason);
 3. latency is measured through :func:`edgeexplore.latency.measure_arch` (cached per architecture);
 4. the proxy training runs, unless this architecture was already trained with the same recipe,

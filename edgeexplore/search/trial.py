@@ -2,7 +2,8 @@
 
 Kept apart from the loop in :mod:`edgeexplore.search.study` so the loop only handles budgets,
 workers and crashes. The evaluation itself is :func:`edgeexplore.evaluation.evaluate`; what is
-particular to a search is here: the space samples the architecture, its hard limits are checked
+particular to a search is here: the space samples the architecture (before the pipeline starts,
+so that a repeat of an infeasible one is not evaluated at all), its hard limits are checked
 between cost and training, hopeless trainings stop early, and the result goes into the row the
 loop reserved.
 """
