@@ -74,6 +74,7 @@ def test_a_space_with_nothing_feasible_still_ends_in_one_sentence(tmp_path, caps
     assert _search(recipe, db, "--budget", "1") == 1
     err = capsys.readouterr().err
     assert "50 samples in a row broke the space's constraints" in err
+    assert len(err.strip().splitlines()) == 1, err
     checked = _checked(db)
     assert max(checked.values()) == 1 and len(checked) <= 8, checked
 
