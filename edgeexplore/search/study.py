@@ -4,6 +4,8 @@ One Optuna study per name, in the same SQLite file as our tables (docs/store.md)
 trial is one :func:`edgeexplore.evaluation.evaluate` (see :mod:`edgeexplore.search.trial`):
 
 1. the space suggests an :class:`ArchConfig` (invalid values → ``infeasible``, never trained);
+   one the study already found infeasible is a repeat, told to Optuna from the stored row without
+   a row of its own, and the next sample is drawn (:mod:`edgeexplore.search.repeats`);
 2. params/FLOPs are counted and the space's hard limits checked (``infeasible`` with the reason);
 3. latency is measured through :func:`edgeexplore.latency.measure_arch` (cached per architecture);
 4. the proxy training runs, unless this architecture was already trained with the same recipe,
@@ -27,7 +29,6 @@ Budgets: ``--budget`` counts the trials this command runs, shared by its own wor
 
 from __future__ import annotations
 
-import hashlib
 import math
 import multiprocessing as mp
 import os
@@ -42,7 +43,7 @@ from datetime import datetime
 from typing import Any
 
 import optuna
-from sqlalchemy import and_, delete, event, func, not_, select, text, update
+from sqlalchemy import and_, delete, event, func, not_, select, update
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from .. import interrupts, store
@@ -62,6 +63,7 @@ from ..study_summary import StudySummary, check_study_name, summarise_studies
 from ..units import duration
 from . import devices as devs
 from .recipe import StudyRecipe
+from .repeats import Repeat, study_lock
 from .samplers import make_sampler
 
 #: user attribute of an Optuna trial: which attempt at its architecture it is (1 when absent)
@@ -371,14 +373,12 @@ def _reserve(url: str, name: str, cap: int | None, env_id: int, training: Traini
     """Insert this worker's ``running`` row; None when the study already has ``cap`` trials
     (finished or running, of any worker on any host).
 
-    The count and the insert must be one step, or racing workers all see room and overshoot.
-    On PostgreSQL a transaction-scoped advisory lock keyed by the study serialises them (ids are
-    handed out before commit there, so comparing ids cannot tell who came first); on SQLite the
-    insert comes first and takes the database's write lock, held until this transaction ends.
+    The count and the insert must be one step, or racing workers all see room and overshoot:
+    :func:`~edgeexplore.search.repeats.study_lock` serialises them (on SQLite the insert comes
+    first and takes the write lock).
     """
     with db.session_scope(url) as s:
-        if s.get_bind().dialect.name == "postgresql":
-            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(name)})
+        study_lock(s, name)
         row = new_trial_row(name, training, latency, env_id)
         s.add(row)
         s.flush()
@@ -390,12 +390,6 @@ def _reserve(url: str, name: str, cap: int | None, env_id: int, training: Traini
                 s.execute(delete(TrialResult).where(TrialResult.id == row_id))
                 return None
     return row_id
-
-
-def _lock_key(name: str) -> int:
-    """The study's advisory-lock key: a signed 64-bit number, as PostgreSQL wants it."""
-    digest = hashlib.sha256(f"edgeexplore.reserve:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _worker(ctx: _Context) -> list[Outcome]:
@@ -417,58 +411,79 @@ def _worker(ctx: _Context) -> list[Outcome]:
     outcomes: list[Outcome] = []
     failures = 0
     infeasible_run = 0
-    while True:
-        if ctx.deadline is not None and time.time() >= ctx.deadline:
-            break
-        if infeasible_run >= MAX_INFEASIBLE_PER_TRIAL:
-            raise ConfigError(
-                f"{infeasible_run} samples in a row broke the space's constraints or were not "
-                "valid architectures; widen the space or relax its constraints"
-            )
-        # a dead worker's trial is failed and queued again before this worker asks for one
-        recover_stale(ctx.url, ctx.name, ostorage, ctx.retries)
-        if not ctx.quota.take():
-            break
-        row_id = _reserve(ctx.url, ctx.name, ctx.max_trials, env_id, runner.training,
-                          runner.latency)
-        if row_id is None:
-            ctx.quota.give_back()
-            break
-        with _quiet_optuna():
-            trial = study.ask()
-        trial_id = ostorage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        with db.session_scope(ctx.url) as s:
-            s.execute(update(TrialResult).where(TrialResult.id == row_id).values(
-                optuna_trial_id=trial_id, optuna_study_id=study_id, number=trial.number))
-        # the pipeline marks the row failed (Ctrl-C included) before the exception gets here
-        try:
-            with _heartbeat(ctx.url, row_id, ostorage, trial_id):
-                outcome = runner.run(trial, row_id)
-        except KeyboardInterrupt:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        except Exception as e:  # recorded, then the search goes on or stops
-            reason = failure_reason(e)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            outcome = Outcome(store.FAILED, reason=reason, id=row_id, number=trial.number)
-            failures += 1
+    row_id: int | None = None  # reserved, not used yet: a repeat leaves it to the next sample
+    try:
+        while True:
+            if ctx.deadline is not None and time.time() >= ctx.deadline:
+                break
+            if infeasible_run >= MAX_INFEASIBLE_PER_TRIAL:
+                raise ConfigError(
+                    f"{infeasible_run} samples in a row broke the space's constraints or were "
+                    "not valid architectures; widen the space or relax its constraints"
+                )
+            if row_id is None:
+                # a dead worker's trial is failed and queued again before this worker asks
+                recover_stale(ctx.url, ctx.name, ostorage, ctx.retries)
+                if not ctx.quota.take():
+                    break
+                row_id = _reserve(ctx.url, ctx.name, ctx.max_trials, env_id, runner.training,
+                                  runner.latency)
+                if row_id is None:
+                    ctx.quota.give_back()
+                    break
+            with _quiet_optuna():
+                trial = study.ask()
+            trial_id = ostorage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            link = {"optuna_trial_id": trial_id, "optuna_study_id": study_id,
+                    "number": trial.number}
+            # the runner marks the row failed (Ctrl-C included) before the exception gets here
+            try:
+                with _heartbeat(ctx.url, row_id, ostorage, trial_id):
+                    outcome = runner.run(trial, row_id, link)
+            except KeyboardInterrupt:
+                row_id = None
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            except Exception as e:  # recorded, then the search goes on or stops
+                reason = failure_reason(e)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                outcome = Outcome(store.FAILED, reason=reason, id=row_id, number=trial.number)
+                row_id = None
+                failures += 1
+                if ctx.report:
+                    ctx.report(outcome)
+                outcomes.append(outcome)
+                # A user-facing error (backend unavailable, energy not measurable, ...) would hit
+                # every trial alike: stop at once. Other errors may be one architecture's; go on.
+                if failures >= MAX_CONSECUTIVE_FAILURES or isinstance(e, EdgeExploreError):
+                    raise EdgeExploreError(f"trial {trial.number} failed: {reason}") from e
+                continue
+            failures = 0
+            if isinstance(outcome, Repeat):
+                # Not a new infeasible architecture (no row, no line), but still a sample that
+                # broke the constraints: a space with nothing feasible must end in the guard.
+                infeasible_run += 1
+                trial.set_user_attr("repeat_of", outcome.of)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                continue
+            row_id = None
+            infeasible_run = infeasible_run + 1 if outcome.state == store.INFEASIBLE else 0
+            if outcome.state == store.INFEASIBLE:
+                ctx.quota.give_back()
+            _tell(study, trial, outcome, recipe.objectives)
             if ctx.report:
                 ctx.report(outcome)
             outcomes.append(outcome)
-            # A user-facing error (backend unavailable, energy not measurable, ...) would hit
-            # every trial alike: stop at once. Other errors may be one architecture's; go on.
-            if failures >= MAX_CONSECUTIVE_FAILURES or isinstance(e, EdgeExploreError):
-                raise EdgeExploreError(f"trial {trial.number} failed: {reason}") from e
-            continue
-        failures = 0
-        infeasible_run = infeasible_run + 1 if outcome.state == store.INFEASIBLE else 0
-        if outcome.state == store.INFEASIBLE:
+    finally:
+        if row_id is not None:  # reserved for a sample this worker will not draw
+            _unreserve(ctx.url, row_id)
             ctx.quota.give_back()
-        _tell(study, trial, outcome, recipe.objectives)
-        if ctx.report:
-            ctx.report(outcome)
-        outcomes.append(outcome)
     return outcomes
+
+
+def _unreserve(url: str, row_id: int) -> None:
+    with db.session_scope(url) as s:
+        s.execute(delete(TrialResult).where(TrialResult.id == row_id))
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, o: Outcome,

@@ -2,18 +2,23 @@
 
 Kept apart from the loop in :mod:`edgeexplore.search.study` so the loop only handles budgets,
 workers and crashes. The evaluation itself is :func:`edgeexplore.evaluation.evaluate`; what is
-particular to a search is here: the space samples the architecture, its hard limits are checked
+particular to a search is here: the space samples the architecture (before the pipeline starts,
+so that a repeat of an infeasible one is not evaluated at all), its hard limits are checked
 between cost and training, hopeless trainings stop early, and the result goes into the row the
 loop reserved.
 """
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 from typing import Any
 
+from sqlalchemy import update
+
+from .. import store
 from ..config import ArchConfig
-from ..errors import EdgeExploreError
+from ..errors import ConfigError, EdgeExploreError
 from ..evaluation import (
     DataSpec,
     EarlyStop,
@@ -22,8 +27,11 @@ from ..evaluation import (
     TrainingSpec,
     TrialRow,
     evaluate,
+    failure_reason,
 )
+from ..store import TrialResult, db
 from .recipe import StudyRecipe
+from .repeats import Repeat, register
 from .samplers import set_constraints
 
 
@@ -68,6 +76,7 @@ class TrialRunner:
     def __init__(self, recipe: StudyRecipe, url: str, study: str, progress: bool = True) -> None:
         self.recipe = recipe
         self.url = url
+        self.study = study
         self.progress = progress
         self.training = training_spec(recipe)
         self.latency = LatencySpec.from_settings(recipe.backend, recipe.backend_settings)
@@ -83,19 +92,65 @@ class TrialRunner:
         r = self.recipe
         return self.training.load_data(r.resolution or r.space.resolution[0]).num_classes
 
-    def run(self, trial: Any, row_id: int) -> Outcome:
-        """Sample, evaluate and store into the reserved row ``row_id``."""
+    def run(self, trial: Any, row_id: int, link: dict[str, Any]) -> Outcome | Repeat:
+        """Sample, then evaluate and store into the reserved row ``row_id`` (``link`` names the
+        trial there), unless the study already found the architecture infeasible: then only
+        the Optuna trial carries its stored constraint values (see :mod:`.repeats`)."""
         r = self.recipe
+        row = _SampledRow(self.url, row_id)
+        try:
+            started = time.perf_counter()
+            try:
+                cfg = r.space.suggest(trial, num_classes=self.num_classes,
+                                      resolution=r.resolution)
+            except ConfigError as e:
+                rejected = e
+                cfg = None
+            row.sample_seconds = time.perf_counter() - started
+            if cfg is None:  # no architecture, so nothing to look up
+                row.link(link)
+            else:
+                repeat = register(self.url, self.study, row_id, cfg, link, r.space.constraints,
+                                  self.latency)
+                if repeat is not None:
+                    # what the sampler would have learnt from checking it again
+                    set_constraints(trial, r.space.constraints, repeat.values)
+                    return repeat
+        except BaseException as e:  # the pipeline has not started: the row is ours to fail
+            row.failed(failure_reason(e), Outcome(store.FAILED))
+            raise
 
-        def sample() -> ArchConfig:
-            return r.space.suggest(trial, num_classes=self.num_classes, resolution=r.resolution)
+        def sampled() -> ArchConfig:
+            # the pipeline records a sample the space rejects as infeasible, as it always has
+            if cfg is None:
+                raise rejected
+            return cfg
 
-        out = evaluate(sample, TrialRow(self.url, row_id), training=self.training,
-                       latency=self.latency, storage=self.url, limits=self.limits,
-                       early_stop=self.early_stop, progress=self.progress)
+        out = evaluate(sampled, row, training=self.training, latency=self.latency,
+                       storage=self.url, limits=self.limits, early_stop=self.early_stop,
+                       progress=self.progress)
         out.number = trial.number
         if out.params is not None:
             # constraint-aware sampling: TPE and GP learn the infeasible region from these
             set_constraints(trial, r.space.constraints, {
                 "params": out.params, "flops": out.flops, "latency_ms": out.latency_ms})
         return out
+
+
+class _SampledRow(TrialRow):
+    """The reserved row of a trial sampled before the pipeline started (so that a repeat is
+    known before anything is counted or timed): the sampling's time is added to the row's."""
+
+    sample_seconds = 0.0
+
+    def link(self, values: dict[str, Any]) -> None:
+        with db.session_scope(self.url) as s:
+            s.execute(update(TrialResult).where(TrialResult.id == self.row_id).values(**values))
+
+    def write(self, session: Any, outcome: Outcome) -> None:
+        outcome.timings["sample_seconds"] = self.sample_seconds
+        super().write(session, outcome)
+
+    def times(self, storage: str, outcome: Outcome) -> None:
+        outcome.timings["total_seconds"] += self.sample_seconds
+        super().times(storage, outcome)
