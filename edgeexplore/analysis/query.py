@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.exc import DatabaseError
 
 from ..config import BLOCKS, NUM_STAGES
 from ..errors import EdgeExploreError
 from ..objectives import DEFAULT_OBJECTIVES, Objective
 from ..objectives import parse_objectives as _parse
-from ..store import COMPLETE, Architecture, Environment, TrialResult, db
+from ..store import COMPLETE, Architecture, Environment, TrialResult, db, trial_latency
+from ..store.trial_latency import PREDICTED, TrialLatency
 from ..study_summary import StudySummary, iso_time, optuna_study_attrs, summarise_studies
 from ..tabular import to_csv, to_json
 from .filters import Field, compile_filter, compile_sort
@@ -85,6 +86,8 @@ def trial_fields() -> dict[str, Field]:
     add("full_accuracy", "number", full_accuracy(), "top-1 of a full training (trainings)")
     for name in ("study", "state", "backend", "data", "resolution", "reason", "arch_hash"):
         add(name, "text", getattr(T, name))
+    add("latency_source", "text", trial_latency.source_of(T.id),
+        '"measured" or "predicted" (backend: predicted)')
     add("macro", "text", A.macro)
     add("num_classes", "integer", A.num_classes)
     add("depths", "text", A.depths, 'e.g. "1,1,3,2"')
@@ -168,6 +171,7 @@ class TrialSummary:
     accuracy: float | None
     full_accuracy: float | None
     latency_ms: float | None
+    latency_source: str | None  # "measured" or "predicted"
     flops: int | None
     params: int | None
     energy_mj: float | None
@@ -181,7 +185,8 @@ class TrialSummary:
 
 _SUMMARY_COLUMNS = [
     T.id, T.study, T.number, T.state, T.accuracy, full_accuracy().label("full_accuracy"),
-    T.latency_ms, T.flops, T.params, T.energy_mj,
+    T.latency_ms, trial_latency.source_of(T.id).label("latency_source"), T.flops, T.params,
+    T.energy_mj,
     T.backend, T.resolution, T.arch_hash,
     (A.stage1_block + "," + A.stage2_block + "," + A.stage3_block + "," + A.stage4_block)
     .label("blocks"),
@@ -242,6 +247,9 @@ class TrialDetail:
     timings: dict[str, float | None]
     curve: list[dict[str, Any]]
     latency: list[dict[str, Any]]  # every cached measurement of the architecture
+    #: whether ``latency_ms`` was measured or predicted, with the prediction and the
+    #: predictor's cross-validated error (``trial_latency``); None without latency
+    latency_source: dict[str, Any] | None
     trainings: list[dict[str, Any]]  # its full (and longer-proxy) trainings, newest first
     backend: str | None
     backend_settings: dict[str, Any]
@@ -275,6 +283,8 @@ def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
                 select(Environment.__table__).where(Environment.id == t["environment_id"])
             ).mappings().first()
         latency = _latency_rows(conn, t["arch_hash"]) if t["arch_hash"] else []
+        source = conn.execute(select(*(getattr(TrialLatency, c) for c in trial_latency.COLUMNS))
+                              .where(TrialLatency.trial_id == trial_id)).mappings().first()
         trainings = _training_rows(conn, t["arch_hash"]) if t["arch_hash"] else []
     config = json.loads(a["config"]) if a else None
     stages = []
@@ -299,7 +309,8 @@ def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
         config=config, stages=stages, metrics=metrics, cost=cost,
         timings={k: t[k] for k in ("sample_seconds", "cost_seconds", "latency_seconds",
                                    "train_seconds", "store_seconds", "total_seconds")},
-        curve=_loads(t["curve"], []), latency=latency, trainings=trainings,
+        curve=_loads(t["curve"], []), latency=latency,
+        latency_source=dict(source) if source else None, trainings=trainings,
         backend=t["backend"],
         backend_settings=_loads(t["backend_settings"], {}), data=t["data"],
         resolution=t["resolution"], recipe=_loads(t["recipe"], {}), environment=env_d,
@@ -440,7 +451,11 @@ def pareto_front(
         objs = parse_objectives(objectives)
     fields_ = trial_fields()
     cols = [fields_[o.name].expr for o in objs]
-    conds = [T.state == COMPLETE, *[c.is_not(None) for c in cols]]
+    # the front is made of measured latencies: a predicted one is left out (and counted)
+    source = fields_["latency_source"].expr
+    measured = ([or_(source.is_(None), source != PREDICTED)]
+                if any(o.name == "latency_ms" for o in objs) else [])
+    conds = [T.state == COMPLETE, *[c.is_not(None) for c in cols], *measured]
     clause = _studies_clause(study)
     if clause is not None:
         conds.append(clause)
@@ -449,6 +464,7 @@ def pareto_front(
     joined = bool(where and where.strip())
     if joined:
         conds.append(compile_filter(where, fields_))
+    chosen = conds[1 + len(cols) + len(measured):]  # which trials, whatever their values
 
     def over(*columns: Any):
         """A select of the trials: joined to their architecture and environment when the filter
@@ -468,8 +484,10 @@ def pareto_front(
             )
         backends = sorted(b for b in conn.scalars(over(T.backend).where(*conds).distinct()) if b)
         # e.g. trials never trained in full, for full_accuracy: said, not silently dropped
-        left_out = conn.scalar(over(func.count()).where(
-            T.state == COMPLETE, *conds[1 + len(cols):])) - len(rows)
+        left_out = conn.scalar(over(func.count()).where(T.state == COMPLETE, *chosen)) - len(rows)
+        unmeasured = conn.scalar(over(func.count()).where(
+            T.state == COMPLETE, *[c.is_not(None) for c in cols], source == PREDICTED, *chosen)
+        ) if measured else 0
         # the shape the presets are measured at: the trials' most common input and classes
         shape = conn.execute(
             select(T.resolution, A.num_classes, func.count().label("n"))
@@ -484,7 +502,7 @@ def pareto_front(
         )
     values = np.array([r[2:] for r in rows], dtype=float)
     result = analyse(values, objs, ids=[r[0] for r in rows], groups=[r[1] for r in rows])
-    result.left_out = left_out
+    result.left_out, result.predicted = left_out - unmeasured, unmeasured
     if presets:
         chosen = list(PRESET_NAMES) if presets is True else list(presets)
         result.preset_requests = preset_requests(
