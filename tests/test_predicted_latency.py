@@ -105,7 +105,7 @@ def test_a_search_with_predicted_latency_measures_its_front_and_resumes(tmp_path
     assert later and all(s["predicted_ms"] > 0 and s["predictor_n"] >= 5 for s in later)
 
     # trials show prints the prediction and the predictor's cross-validated error
-    out = CliRunner().invoke(cli, ["trials", "show", str(sorted(shown)[-1]), "--storage",
+    out = CliRunner().invoke(cli, ["trials", "show", str(max(shown)), "--storage",
                                    str(db)]).output
     line = next(x for x in out.splitlines() if x.startswith("latency "))
     assert "predicted" in line and " ms by the learned predictor" in line

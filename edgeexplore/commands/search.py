@@ -118,7 +118,8 @@ def _arch_text(url: str, arch_hash: str | None) -> str:
                    "study and extends it by the budget.")
 @storage_option()
 @click.option("--backend", default=None, help="Latency backend, overriding the recipe's "
-              "(see `edgeexplore backends`).")
+              "(see `edgeexplore backends`); `predicted` predicts latency and measures the "
+              "trials near the front with the recipe's backend.")
 @click.option("--data", default=None, help="Data spec, overriding the recipe's (synthetic, "
               "cifar10, folder:PATH, with options such as subset=100).")
 @click.option("--workers", "-j", default=1, show_default=True, type=int,
@@ -183,6 +184,9 @@ def search(study: str | None, budget: str | None, max_trials: int | None, name: 
                            style="yellow"))
     overall = _Overall(b.trials, b.seconds)
 
+    backend_text = (f"predicted (measured near the front by {recipe.backend})"
+                    if recipe.prediction else recipe.backend)
+
     def on_start(info: dict) -> None:
         target = f", until {info['target']} trials" if info["target"] is not None else ""
         cap = f", study capped at {info['max_trials']}" if info["max_trials"] else ""
@@ -192,7 +196,7 @@ def search(study: str | None, budget: str | None, max_trials: int | None, name: 
             f" in {db.shown(info['url'])}: {info['before']} trials "
             f"stored{target}; budget {b}{cap}{on}; "
             f"space {recipe.space.name}, data {recipe.data}, "
-            f"backend {recipe.backend}, sampler {recipe.sampler}, objectives "
+            f"backend {backend_text}, sampler {recipe.sampler}, objectives "
             f"{', '.join(map(str, recipe.objectives))}"
         ))
         console.print(Text(f"data {info['data']}"))
