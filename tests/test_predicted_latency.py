@@ -11,11 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tiny import tiny_text
+from tiny import tiny_text, write_tiny
 
 from edgeexplore.cli import cli, main
+from edgeexplore.evaluation import LatencySpec, Recorder, evaluate
 from edgeexplore.evaluation.predicted import near_front
+from edgeexplore.evaluation.specs import Prediction
+from edgeexplore.latency.device_predictor import fit_device
 from edgeexplore.objectives import Objective
+from edgeexplore.search.recipe import StudyRecipe
+from edgeexplore.search.space import random_configs, resolve_space
+from edgeexplore.store import open_store
 
 TOOLS = Path(__file__).parent / "latency_tools"
 OBJECTIVES = (Objective("accuracy", "max"), Objective("latency_ms", "min"))
@@ -88,6 +94,7 @@ def _check_front(db: Path) -> tuple[dict[int, dict], dict[int, dict]]:
     return trials, shown
 
 
+@pytest.mark.slow
 def test_a_search_with_predicted_latency_measures_its_front_and_resumes(tmp_path):
     db = tmp_path / "p.db"
     path = recipe(tmp_path)
@@ -149,3 +156,58 @@ def test_bad_predicted_backends_are_one_sentence(tmp_path, capsys, backend, extr
                  str(tmp_path / "x.db")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("Error: ") and message in err, err
+
+
+class _Kept(Recorder):
+    def write(self, session, outcome):
+        pass
+
+
+class _MaxLatency:
+    """A space's latency limit, as the pipeline's ``limits`` sees it."""
+
+    def __init__(self, max_ms: float) -> None:
+        self.max_ms = max_ms
+
+    def check_cost(self, params, flops):
+        return None
+
+    def check_latency(self, cfg, measurement):
+        return "too slow" if measurement.median_ms > self.max_ms else None
+
+
+def test_a_latency_limit_is_measured_only_where_the_prediction_cannot_decide(tmp_path):
+    url = str(tmp_path / "l.db")
+    command = f"{sys.executable} {TOOLS / 'fake_device.py'} {{model}} {{input_shape}}"
+    archs = random_configs(resolve_space("edgevit-tiny"), 12, seed=3)
+    fit_device(archs[:10], 5, backend="command", store=open_store(url), command=command)
+    spec = LatencySpec("command", {"command": command}, prediction=Prediction(min_measured=5))
+    cfg = archs[11]
+
+    def run(max_ms: float):
+        return evaluate(cfg, _Kept(), latency=spec, storage=url, limits=_MaxLatency(max_ms))
+
+    free = run(1e9)  # the whole error range is under the limit: the prediction decides
+    assert free.state == "complete" and free.latency_source == "predicted"
+    p, e = free.prediction["predicted_ms"], free.prediction["predictor_error"]
+    assert free.latency_ms == p and free.latency_p90_ms is None
+    out = run(p / (1 + e) / 2)  # even the lowest possible latency breaks it
+    assert out.state == "infeasible" and out.reason == "too slow"
+    assert out.latency_source == "predicted"
+    straddled = run(p)  # within the predictor's error: measured to decide
+    assert straddled.latency_source == "measured" and straddled.latency_p90_ms is not None
+    assert straddled.prediction["predicted_ms"] == p
+    assert straddled.metrics["latency"]["predicted_ms"] == p
+
+
+def test_backend_predicted_on_the_command_line(tmp_path):
+    plain = StudyRecipe.load(write_tiny(tmp_path))
+    turned = plain.with_overrides(backend="predicted")
+    # the recipe's own backend measures
+    assert turned.backend == "torch-cpu" and turned.prediction == Prediction()
+    assert turned.backend_settings == plain.backend_settings
+    predicted = StudyRecipe.load(recipe(tmp_path))
+    assert predicted.backend == "command" and predicted.prediction == Prediction(5, 2)
+    assert predicted.with_overrides(backend="predicted").prediction == Prediction(5, 2)
+    other = predicted.with_overrides(backend="onnxruntime")
+    assert other.backend == "onnxruntime" and other.prediction is None
