@@ -464,7 +464,7 @@ def pareto_front(
     joined = bool(where and where.strip())
     if joined:
         conds.append(compile_filter(where, fields_))
-    chosen = conds[1 + len(cols) + len(measured):]  # which trials, whatever their values
+    which = conds[1 + len(cols) + len(measured):]  # which trials, whatever their values
 
     def over(*columns: Any):
         """A select of the trials: joined to their architecture and environment when the filter
@@ -476,18 +476,20 @@ def pareto_front(
     timed = any(o.name.startswith("latency") or o.name == "energy_mj" for o in objs)
     with engine.connect() as conn:
         rows = _fetch_tuples(conn, base.where(*conds).order_by(T.id))
+        unmeasured = conn.scalar(over(func.count()).where(
+            T.state == COMPLETE, *[c.is_not(None) for c in cols], source == PREDICTED, *which)
+        ) if measured else 0
         if not rows:
             where_txt = f" on backend {backend!r}" if backend else ""
             raise EdgeExploreError(
                 f"no complete trials{where_txt} have values for "
                 f"{', '.join(o.name for o in objs)}"
+                + (f" with a measured latency ({unmeasured} have a predicted one)"
+                   if unmeasured else "")
             )
         backends = sorted(b for b in conn.scalars(over(T.backend).where(*conds).distinct()) if b)
         # e.g. trials never trained in full, for full_accuracy: said, not silently dropped
-        left_out = conn.scalar(over(func.count()).where(T.state == COMPLETE, *chosen)) - len(rows)
-        unmeasured = conn.scalar(over(func.count()).where(
-            T.state == COMPLETE, *[c.is_not(None) for c in cols], source == PREDICTED, *chosen)
-        ) if measured else 0
+        left_out = conn.scalar(over(func.count()).where(T.state == COMPLETE, *which)) - len(rows)
         # the shape the presets are measured at: the trials' most common input and classes
         shape = conn.execute(
             select(T.resolution, A.num_classes, func.count().label("n"))

@@ -23,13 +23,18 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _source(o) -> str:
+    """`` (predicted)`` for a latency the learned predictor gave and nothing measured."""
+    return f" ({o.latency_source})" if o.latency_source == "predicted" else ""
+
+
 def _trial_line(o, progress: str = "") -> str:
     """One trial, named by its id (what `trials show`, `curves`, `rerun` and plots use)."""
     num = f"trial {o.id}{progress}"
     if o.state in (store.COMPLETE, store.PRUNED):
         reused = " (reused)" if o.reused else ""
         line = (f"{num} {o.state}{reused}: accuracy {_fmt(o.accuracy, '.3f')}, "
-                f"latency {_fmt(o.latency_ms, '.2f')} ms, "
+                f"latency {_fmt(o.latency_ms, '.2f')} ms{_source(o)}, "
                 f"{human_count(o.flops)} FLOPs, {human_count(o.params)} params")
         secs = o.timings.get("total_seconds")
         if secs is not None:

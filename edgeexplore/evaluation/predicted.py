@@ -138,8 +138,8 @@ def settle(study: str, objectives: tuple[Objective, ...], spec: LatencySpec, url
     taken: dict[int, Any] = {}
     while True:
         ids, configs, values, predicted, error = _points(study, objectives, url)
-        todo = [i for i in np.flatnonzero(near_front(values, predicted, error, objectives))]
-        if not todo:
+        todo = np.flatnonzero(near_front(values, predicted, error, objectives))
+        if not todo.size:
             break
         for i in todo:
             taken[ids[i]] = _measure_trial(ids[i], ArchConfig.from_json(configs[i]), spec, url)
