@@ -138,6 +138,9 @@ def test_a_search_with_predicted_latency_measures_its_front_and_resumes(tmp_path
                          "--format", "json", "--storage", str(db))
     assert {r["id"] for r in predicted} == {
         i for i, d in shown_again.items() if d["latency_source"]["source"] == "predicted"}
+    exported = run_json("trials", "export", "--format", "json", "--storage", str(db))
+    assert {r["id"]: r["latency_source"] for r in exported} == {
+        i: t["latency_source"] for i, t in again.items()}
 
 
 @pytest.mark.parametrize("backend, extra, message", [

@@ -372,7 +372,8 @@ def export_trials(
     limit: int | None = None,
     storage: str | None = None,
 ) -> str:
-    """Every stored column of the matching trials plus their architecture, as CSV or JSON.
+    """Every stored column of the matching trials, whether their latency was measured or
+    predicted (``latency_source``) and their architecture, as CSV or JSON.
 
     Returns the text, also written to ``output`` when given. In CSV the JSON columns (config,
     curve, metrics, recipe, ...) stay JSON text; in JSON they are nested objects.
@@ -383,7 +384,8 @@ def export_trials(
     _check_studies(engine, study)
     arch_cols = [c.label(f"arch_{c.name}") if c.name in T.__table__.c else c
                  for c in A.__table__.c if c.name != "hash"]
-    q = _trial_query([*T.__table__.c, *arch_cols], study, where, sort, limit)
+    source = trial_latency.source_of(T.id).label("latency_source")
+    q = _trial_query([*T.__table__.c, source, *arch_cols], study, where, sort, limit)
     with engine.connect() as conn:
         result = conn.execute(q)
         keys = list(result.keys())
