@@ -192,6 +192,8 @@ class ParetoResult:
     preset_requests: list[Any] = field(default_factory=list)
     #: complete trials left out for lacking a value of some objective (e.g. full_accuracy)
     left_out: int = 0
+    #: complete trials left out because their latency was predicted, never measured
+    predicted: int = 0
     #: (n,) bool: front members whose place is within noise (see :func:`within_noise`)
     noisy: np.ndarray | None = None
 
@@ -233,6 +235,7 @@ class ParetoResult:
                              for g in self.group_hypervolumes},
             "presets": [{"name": r.name, **r.values, "note": r.note} for r in self.references],
             "left_out": self.left_out,
+            "left_out_predicted": self.predicted,
         }
 
 

@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.exc import DatabaseError
 
 from ..config import BLOCKS, NUM_STAGES
 from ..errors import EdgeExploreError
 from ..objectives import DEFAULT_OBJECTIVES, Objective
 from ..objectives import parse_objectives as _parse
-from ..store import COMPLETE, Architecture, Environment, TrialResult, db
+from ..store import COMPLETE, Architecture, Environment, TrialResult, db, trial_latency
+from ..store.trial_latency import PREDICTED, TrialLatency
 from ..study_summary import StudySummary, iso_time, optuna_study_attrs, summarise_studies
 from ..tabular import to_csv, to_json
 from .filters import Field, compile_filter, compile_sort
@@ -85,6 +86,8 @@ def trial_fields() -> dict[str, Field]:
     add("full_accuracy", "number", full_accuracy(), "top-1 of a full training (trainings)")
     for name in ("study", "state", "backend", "data", "resolution", "reason", "arch_hash"):
         add(name, "text", getattr(T, name))
+    add("latency_source", "text", trial_latency.source_of(T.id),
+        '"measured" or "predicted" (backend: predicted)')
     add("macro", "text", A.macro)
     add("num_classes", "integer", A.num_classes)
     add("depths", "text", A.depths, 'e.g. "1,1,3,2"')
@@ -168,6 +171,7 @@ class TrialSummary:
     accuracy: float | None
     full_accuracy: float | None
     latency_ms: float | None
+    latency_source: str | None  # "measured" or "predicted"
     flops: int | None
     params: int | None
     energy_mj: float | None
@@ -181,7 +185,8 @@ class TrialSummary:
 
 _SUMMARY_COLUMNS = [
     T.id, T.study, T.number, T.state, T.accuracy, full_accuracy().label("full_accuracy"),
-    T.latency_ms, T.flops, T.params, T.energy_mj,
+    T.latency_ms, trial_latency.source_of(T.id).label("latency_source"), T.flops, T.params,
+    T.energy_mj,
     T.backend, T.resolution, T.arch_hash,
     (A.stage1_block + "," + A.stage2_block + "," + A.stage3_block + "," + A.stage4_block)
     .label("blocks"),
@@ -242,6 +247,9 @@ class TrialDetail:
     timings: dict[str, float | None]
     curve: list[dict[str, Any]]
     latency: list[dict[str, Any]]  # every cached measurement of the architecture
+    #: whether ``latency_ms`` was measured or predicted, with the prediction and the
+    #: predictor's cross-validated error (``trial_latency``); None without latency
+    latency_source: dict[str, Any] | None
     trainings: list[dict[str, Any]]  # its full (and longer-proxy) trainings, newest first
     backend: str | None
     backend_settings: dict[str, Any]
@@ -275,6 +283,8 @@ def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
                 select(Environment.__table__).where(Environment.id == t["environment_id"])
             ).mappings().first()
         latency = _latency_rows(conn, t["arch_hash"]) if t["arch_hash"] else []
+        source = conn.execute(select(*(getattr(TrialLatency, c) for c in trial_latency.COLUMNS))
+                              .where(TrialLatency.trial_id == trial_id)).mappings().first()
         trainings = _training_rows(conn, t["arch_hash"]) if t["arch_hash"] else []
     config = json.loads(a["config"]) if a else None
     stages = []
@@ -299,7 +309,8 @@ def get_trial(trial_id: int, storage: str | None = None) -> TrialDetail:
         config=config, stages=stages, metrics=metrics, cost=cost,
         timings={k: t[k] for k in ("sample_seconds", "cost_seconds", "latency_seconds",
                                    "train_seconds", "store_seconds", "total_seconds")},
-        curve=_loads(t["curve"], []), latency=latency, trainings=trainings,
+        curve=_loads(t["curve"], []), latency=latency,
+        latency_source=dict(source) if source else None, trainings=trainings,
         backend=t["backend"],
         backend_settings=_loads(t["backend_settings"], {}), data=t["data"],
         resolution=t["resolution"], recipe=_loads(t["recipe"], {}), environment=env_d,
@@ -361,7 +372,8 @@ def export_trials(
     limit: int | None = None,
     storage: str | None = None,
 ) -> str:
-    """Every stored column of the matching trials plus their architecture, as CSV or JSON.
+    """Every stored column of the matching trials, whether their latency was measured or
+    predicted (``latency_source``) and their architecture, as CSV or JSON.
 
     Returns the text, also written to ``output`` when given. In CSV the JSON columns (config,
     curve, metrics, recipe, ...) stay JSON text; in JSON they are nested objects.
@@ -372,7 +384,8 @@ def export_trials(
     _check_studies(engine, study)
     arch_cols = [c.label(f"arch_{c.name}") if c.name in T.__table__.c else c
                  for c in A.__table__.c if c.name != "hash"]
-    q = _trial_query([*T.__table__.c, *arch_cols], study, where, sort, limit)
+    source = trial_latency.source_of(T.id).label("latency_source")
+    q = _trial_query([*T.__table__.c, source, *arch_cols], study, where, sort, limit)
     with engine.connect() as conn:
         result = conn.execute(q)
         keys = list(result.keys())
@@ -440,7 +453,11 @@ def pareto_front(
         objs = parse_objectives(objectives)
     fields_ = trial_fields()
     cols = [fields_[o.name].expr for o in objs]
-    conds = [T.state == COMPLETE, *[c.is_not(None) for c in cols]]
+    # the front is made of measured latencies: a predicted one is left out (and counted)
+    source = fields_["latency_source"].expr
+    measured = ([or_(source.is_(None), source != PREDICTED)]
+                if any(o.name == "latency_ms" for o in objs) else [])
+    conds = [T.state == COMPLETE, *[c.is_not(None) for c in cols], *measured]
     clause = _studies_clause(study)
     if clause is not None:
         conds.append(clause)
@@ -449,6 +466,7 @@ def pareto_front(
     joined = bool(where and where.strip())
     if joined:
         conds.append(compile_filter(where, fields_))
+    which = conds[1 + len(cols) + len(measured):]  # which trials, whatever their values
 
     def over(*columns: Any):
         """A select of the trials: joined to their architecture and environment when the filter
@@ -460,16 +478,20 @@ def pareto_front(
     timed = any(o.name.startswith("latency") or o.name == "energy_mj" for o in objs)
     with engine.connect() as conn:
         rows = _fetch_tuples(conn, base.where(*conds).order_by(T.id))
+        unmeasured = conn.scalar(over(func.count()).where(
+            T.state == COMPLETE, *[c.is_not(None) for c in cols], source == PREDICTED, *which)
+        ) if measured else 0
         if not rows:
             where_txt = f" on backend {backend!r}" if backend else ""
             raise EdgeExploreError(
                 f"no complete trials{where_txt} have values for "
                 f"{', '.join(o.name for o in objs)}"
+                + (f" with a measured latency ({unmeasured} have a predicted one)"
+                   if unmeasured else "")
             )
         backends = sorted(b for b in conn.scalars(over(T.backend).where(*conds).distinct()) if b)
         # e.g. trials never trained in full, for full_accuracy: said, not silently dropped
-        left_out = conn.scalar(over(func.count()).where(
-            T.state == COMPLETE, *conds[1 + len(cols):])) - len(rows)
+        left_out = conn.scalar(over(func.count()).where(T.state == COMPLETE, *which)) - len(rows)
         # the shape the presets are measured at: the trials' most common input and classes
         shape = conn.execute(
             select(T.resolution, A.num_classes, func.count().label("n"))
@@ -484,7 +506,7 @@ def pareto_front(
         )
     values = np.array([r[2:] for r in rows], dtype=float)
     result = analyse(values, objs, ids=[r[0] for r in rows], groups=[r[1] for r in rows])
-    result.left_out = left_out
+    result.left_out, result.predicted = left_out - unmeasured, unmeasured
     if presets:
         chosen = list(PRESET_NAMES) if presets is True else list(presets)
         result.preset_requests = preset_requests(

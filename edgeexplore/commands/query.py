@@ -83,9 +83,9 @@ _study = click.option("--study", "studies", multiple=True, metavar="NAME",
 
 TRIAL_COLUMNS = [
     Column("id", right=True), Column("study"), Column("number", "#", right=True),
-    Column("state"), *map(Column.metric, ("accuracy", "full_accuracy", "latency_ms", "flops",
-                                          "params", "energy_mj")),
-    Column("backend"), Column("resolution"), Column("arch_hash", "architecture"),
+    Column("state"), *map(Column.metric, ("accuracy", "full_accuracy", "latency_ms")),
+    Column("latency_source", "latency", lambda v: v or "-"),
+    *map(Column.metric, ("flops", "params", "energy_mj")), Column("backend"), Column("resolution"), Column("arch_hash", "architecture"),
     Column("blocks"), Column("depths"), Column("widths"),
 ]
 
@@ -165,6 +165,8 @@ def _print_trial(t: query.TrialDetail) -> None:
     con.print(table(metrics, [Column("metric"), Column("value")], "Metrics"))
     settings = json.dumps(t.backend_settings) if t.backend_settings else ""
     con.print(f"backend {t.backend or '-'} {settings}   data {t.data or '-'}")
+    if t.latency_source:
+        con.print(_latency_source_text(t.latency_source))
     if t.latency:
         keys = [k for k in query.LATENCY_COLUMNS if any(k in m for m in t.latency)]
         con.print(table(t.latency, [Column(k) for k in keys],
@@ -180,6 +182,17 @@ def _print_trial(t: query.TrialDetail) -> None:
     if t.environment:
         con.print("environment: " + ", ".join(f"{k}={v}" for k, v in t.environment.items()
                                                 if v is not None))
+
+
+def _latency_source_text(src: dict[str, Any]) -> str:
+    """``latency measured`` / ``latency predicted``, and the prediction with its error."""
+    line = f"latency {src['source']}"
+    if src.get("predicted_ms") is None:
+        return line
+    return (f"{line}; predicted {src['predicted_ms']:.3f} ms by the learned predictor "
+            f"({src['predictor_method']}, {src['predictor_n']} measured architectures), "
+            f"cross-validated error: worst {src['predictor_error']:.1%}, MAPE "
+            f"{src['predictor_mape']:.1%}, within 10% {src['predictor_within10']:.0%}")
 
 
 def _save_config(t: query.TrialDetail, path: Path) -> None:
@@ -366,6 +379,10 @@ def _print_front(result: ParetoResult, rows: list[dict[str, Any]]) -> None:
     if result.left_out:
         con.print(f"{result.left_out} complete trial{'s' if result.left_out != 1 else ''} "
                   f"left out: no value for {' or '.join(o.name for o in objs)}")
+    if result.predicted:
+        con.print(f"{result.predicted} complete trial{'s' if result.predicted != 1 else ''} "
+                  "left out: latency predicted, not measured (the front is made of measured "
+                  "latencies)")
     con.print(f"Hypervolume {result.hypervolume:.6g} "
               f"(normalised {result.hypervolume_normalised:.4f}); reference point: {ref}")
     if len(result.group_hypervolumes) > 1:

@@ -23,13 +23,18 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _source(o) -> str:
+    """`` (predicted)`` for a latency the learned predictor gave and nothing measured."""
+    return f" ({o.latency_source})" if o.latency_source == "predicted" else ""
+
+
 def _trial_line(o, progress: str = "") -> str:
     """One trial, named by its id (what `trials show`, `curves`, `rerun` and plots use)."""
     num = f"trial {o.id}{progress}"
     if o.state in (store.COMPLETE, store.PRUNED):
         reused = " (reused)" if o.reused else ""
         line = (f"{num} {o.state}{reused}: accuracy {_fmt(o.accuracy, '.3f')}, "
-                f"latency {_fmt(o.latency_ms, '.2f')} ms, "
+                f"latency {_fmt(o.latency_ms, '.2f')} ms{_source(o)}, "
                 f"{human_count(o.flops)} FLOPs, {human_count(o.params)} params")
         secs = o.timings.get("total_seconds")
         if secs is not None:
@@ -118,7 +123,8 @@ def _arch_text(url: str, arch_hash: str | None) -> str:
                    "study and extends it by the budget.")
 @storage_option()
 @click.option("--backend", default=None, help="Latency backend, overriding the recipe's "
-              "(see `edgeexplore backends`).")
+              "(see `edgeexplore backends`); `predicted` predicts latency and measures the "
+              "trials near the front with the recipe's backend.")
 @click.option("--data", default=None, help="Data spec, overriding the recipe's (synthetic, "
               "cifar10, folder:PATH, with options such as subset=100).")
 @click.option("--workers", "-j", default=1, show_default=True, type=int,
@@ -183,6 +189,9 @@ def search(study: str | None, budget: str | None, max_trials: int | None, name: 
                            style="yellow"))
     overall = _Overall(b.trials, b.seconds)
 
+    backend_text = (f"predicted (measured near the front by {recipe.backend})"
+                    if recipe.prediction else recipe.backend)
+
     def on_start(info: dict) -> None:
         target = f", until {info['target']} trials" if info["target"] is not None else ""
         cap = f", study capped at {info['max_trials']}" if info["max_trials"] else ""
@@ -192,7 +201,7 @@ def search(study: str | None, budget: str | None, max_trials: int | None, name: 
             f" in {db.shown(info['url'])}: {info['before']} trials "
             f"stored{target}; budget {b}{cap}{on}; "
             f"space {recipe.space.name}, data {recipe.data}, "
-            f"backend {recipe.backend}, sampler {recipe.sampler}, objectives "
+            f"backend {backend_text}, sampler {recipe.sampler}, objectives "
             f"{', '.join(map(str, recipe.objectives))}"
         ))
         console.print(Text(f"data {info['data']}"))

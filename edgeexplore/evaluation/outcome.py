@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EdgeExploreError
+from ..store.trial_latency import MEASURED, PREDICTED
 
 #: how the reason of an interrupted evaluation starts (a search does not count those against its
 #: trial budget)
@@ -61,6 +62,10 @@ class Outcome:
     prior: Prior | None = None
     timings: dict[str, float] = field(default_factory=dict)
     resolution: str | None = None  # "HxW"
+    #: "measured" or "predicted" (by the learned predictor); None without latency
+    latency_source: str | None = None
+    #: the learned predictor's value and error (``trial_latency`` columns), when it predicted
+    prediction: dict[str, Any] | None = None
     id: int | None = None
     number: int | None = None
 
@@ -78,6 +83,17 @@ class Outcome:
             self.energy_mj = float(energy["median_j"]) * 1e3
         self.metrics["latency"] = {k: getattr(m, k) for k in _LATENCY_FIELDS}
         self.metrics["latency"]["device"] = m.device
+        self.latency_source = MEASURED
+        if self.prediction is not None:
+            self.metrics["latency"]["predicted_ms"] = self.prediction["predicted_ms"]
+
+    def take_prediction(self, prediction: dict[str, Any]) -> None:
+        """The learned predictor's latency (``trial_latency`` columns): no statistics, no
+        energy, until the trial is measured."""
+        self.prediction = prediction
+        self.latency_ms = prediction["predicted_ms"]
+        self.latency_source = PREDICTED
+        self.metrics["latency"] = {"predicted_ms": prediction["predicted_ms"]}
 
     def take_prior(self, prior: Prior) -> None:
         self.prior = prior
@@ -91,6 +107,12 @@ class Outcome:
         """A stored metric by its column name (``accuracy``, ``latency_ms``, ``flops``, ...)."""
         v = getattr(self, name, None)
         return None if v is None else float(v)
+
+    def latency_row(self) -> dict[str, Any] | None:
+        """The ``trial_latency`` columns (None when the latency is unknown)."""
+        if self.latency_source is None:
+            return None
+        return {**(self.prediction or {}), "source": self.latency_source}
 
     def row_values(self) -> dict[str, Any]:
         """The ``trial_results`` columns this outcome fills."""

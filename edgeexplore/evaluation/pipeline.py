@@ -8,7 +8,9 @@ Stages, each skipped when not asked for and each timed into ``Outcome.timings``:
    architecture is known (counting traces the model), else counted; an architecture the builder
    refuses is ``infeasible``; ``limits.check_cost`` may reject it;
 3. **latency** (with a :class:`LatencySpec`): cached per architecture, input, backend, settings
-   and device; ``limits.check_latency`` may reject it;
+   and device; ``limits.check_latency`` may reject it; a spec with a ``prediction`` predicts it
+   instead once the device's predictor is trusted (:mod:`.predicted`, which also decides, after
+   a search's trial, which predicted trials to measure);
 4. **train** (with a :class:`TrainingSpec`): reuse an earlier training of the same architecture
    with the same spec key (the recorder's own kind first, then any ``trial_results`` row of any
    study or ablation; ``force`` skips this), else train: a proxy training ends ``complete``,
@@ -40,6 +42,7 @@ from ..config import ArchConfig
 from ..errors import ConfigError
 from ..store import claims, db, liveness
 from ..store.trainings import STOPPED
+from . import predicted
 from .outcome import Outcome, Prior, failure_reason
 from .recorders import Recorder, prior_from_row
 from .specs import EarlyStop, FullRun, LatencySpec, TrainingSpec
@@ -145,9 +148,7 @@ def _stages(arch, out, known, recorder, url, training, latency, limits, early_st
 
     if latency is not None and not why:
         with _timed(out, "latency_seconds"):
-            m = latency.measure(cfg, url)
-            out.take_latency(m)
-            why = limits.check_latency(cfg, m) if limits else None
+            why = _latency(cfg, latency, url, out, limits)
     if why:
         out.state, out.reason = store.INFEASIBLE, why
         return cfg, cost
@@ -168,6 +169,27 @@ def _stages(arch, out, known, recorder, url, training, latency, limits, early_st
         else:
             _train(cfg, training, out, url, data, early_stop, progress)
     return cfg, cost
+
+
+def _latency(cfg: ArchConfig, latency: LatencySpec, url: str, out: Outcome,
+             limits: Limits | None) -> str | None:
+    """Measure ``cfg``, or predict it when the spec says so (:mod:`.predicted`), into ``out``;
+    returns why the limits reject it (None: they do not)."""
+    if latency.prediction is not None:
+        prediction = predicted.predict(cfg, latency, url)
+        if prediction is not None:
+            out.take_prediction(prediction)
+            if limits is None:
+                return None
+            low, high = predicted.bounds(prediction)
+            why = limits.check_latency(cfg, predicted.Bound(low))
+            if why or not limits.check_latency(cfg, predicted.Bound(high)):
+                # even its lowest possible latency breaks a limit, or its highest keeps them all
+                return why
+            # the predictor's error straddles a limit: only a measurement can decide
+    m = latency.measure(cfg, url)
+    out.take_latency(m)
+    return limits.check_latency(cfg, m) if limits else None
 
 
 def _cost(cfg: ArchConfig, url: str) -> Any:

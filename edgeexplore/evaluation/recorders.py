@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from .. import store
 from ..config import ArchConfig
-from ..store import TrialResult, db
+from ..store import TrialResult, db, trial_latency
 from .outcome import Outcome, Prior
 from .specs import LatencySpec, TrainingSpec
 
@@ -74,6 +74,7 @@ class TrialRow(Recorder):
         now = db.utcnow()
         session.execute(update(TrialResult).where(TrialResult.id == self.row_id).values(
             **outcome.row_values(), finished_at=now, heartbeat_at=now))
+        _write_source(session, self.row_id, outcome)
         outcome.id = self.row_id
 
     def times(self, storage: str, outcome: Outcome) -> None:
@@ -90,6 +91,14 @@ class TrialRow(Recorder):
         values.update(state=store.FAILED, reason=reason, finished_at=db.utcnow())
         with db.session_scope(self.url) as s:
             s.execute(update(TrialResult).where(TrialResult.id == self.row_id).values(**values))
+            _write_source(s, self.row_id, outcome)
+
+
+def _write_source(session: Session, row_id: int | None, outcome: Outcome) -> None:
+    """Whether the row's latency was measured or predicted (``trial_latency``)."""
+    values = outcome.latency_row()
+    if row_id is not None and values is not None:
+        trial_latency.put(session, row_id, values)
 
 
 def prior_from_row(row: Any) -> Prior:

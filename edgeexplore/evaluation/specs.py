@@ -129,20 +129,44 @@ class FullRun:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """How a ``predicted`` latency spec uses the device's learned predictor
+    (:mod:`edgeexplore.evaluation.predicted`): trials are measured until the predictor has
+    ``min_measured`` architectures, and it is refitted after ``refit_every`` new measurements."""
+
+    min_measured: int = 8
+    refit_every: int = 5
+
+    def __post_init__(self) -> None:
+        from ..latency.predictor import MIN_SAMPLES
+
+        for name, low in (("min_measured", MIN_SAMPLES), ("refit_every", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ConfigError(f"{name} must be an integer of at least {low}, not {v!r}")
+
+
+@dataclass(frozen=True)
 class LatencySpec:
     """A latency backend and its settings (``batch`` and ``threads`` apart, as the backends take
-    them); the input shape comes from the architecture's resolution and ``batch``."""
+    them); the input shape comes from the architecture's resolution and ``batch``.
+
+    With a ``prediction``, latency is predicted by the learned predictor of this backend,
+    settings and device, and measured on the backend only where :mod:`.predicted` says so.
+    """
 
     backend: str
     settings: dict[str, Any] = field(default_factory=dict, hash=False)
     batch: int = 1
     threads: int | None = None
+    prediction: Prediction | None = None
 
     @classmethod
-    def from_settings(cls, backend: str, settings: dict[str, Any] | None) -> LatencySpec:
+    def from_settings(cls, backend: str, settings: dict[str, Any] | None,
+                      prediction: Prediction | None = None) -> LatencySpec:
         """From a recipe's (or a stored row's) settings, where batch and threads sit inside."""
         s = dict(settings or {})
-        return cls(backend, s, int(s.pop("batch", 1)), s.pop("threads", None))
+        return cls(backend, s, int(s.pop("batch", 1)), s.pop("threads", None), prediction)
 
     def to_dict(self) -> dict[str, Any]:
         threads = {} if self.threads is None else {"threads": self.threads}

@@ -105,15 +105,41 @@ def load_predictor(backend: str = "torch-cpu", batch: int = 1, threads: int | No
     row = tables.get_predictor(store, key)
     if row is None:
         return None
-    archs, latencies = [], []
-    for d in row["archs"]:
-        cfg = ArchConfig.from_dict(d)
-        hit = tables.cached_record(store, cache_key(cfg.hash, input_shape_for(cfg, batch), b))
-        if hit is not None:  # a measurement deleted from the cache leaves the training set
-            archs.append(cfg)
-            latencies.append(hit["median_ms"])
+    archs, latencies = cached_latencies(store, b, batch,
+                                        [ArchConfig.from_dict(d) for d in row["archs"]])
     model = fit_predictor([arch_features(c) for c in archs], latencies)
     return DevicePredictor(key, row["device"], archs, latencies, model)
+
+
+def cached_latencies(store: Store, backend: Any, batch: int, cfgs: list[ArchConfig]
+                     ) -> tuple[list[ArchConfig], list[float]]:
+    """Those of ``cfgs`` measured on ``backend`` (an object) at ``batch`` on this device, with
+    their cached medians; one never measured here (or deleted from the cache) is left out."""
+    archs, latencies = [], []
+    for cfg in cfgs:
+        hit = tables.cached_record(store, cache_key(cfg.hash, input_shape_for(cfg, batch),
+                                                    backend))
+        if hit is not None:
+            archs.append(cfg)
+            latencies.append(hit["median_ms"])
+    return archs, latencies
+
+
+def grow_predictor(backend: Any, batch: int, cfgs: list[ArchConfig], latencies: list[float],
+                   store: Store) -> DevicePredictor:
+    """The stored predictor of ``backend`` (an object) refitted with ``cfgs`` measured as
+    ``latencies`` added to its training set, or fitted on them alone when none is stored; the
+    result is stored. The stored row is read here, not taken from the caller, so what another
+    process added meanwhile is kept."""
+    key = backend_key(backend, batch)
+    row = tables.get_predictor(store, key)
+    known = cached_latencies(store, backend, batch,
+                             [ArchConfig.from_dict(d) for d in row["archs"]]) if row else ([], [])
+    merged = {c.hash: (c, y) for c, y in zip(*known)}
+    merged.update({c.hash: (c, y) for c, y in zip(cfgs, latencies)})
+    device = row["device"] if row else _short_device(backend.describe_device())
+    return _fit_and_save(store, key, device, [c for c, _ in merged.values()],
+                         [y for _, y in merged.values()])
 
 
 def add_measurements(pred: DevicePredictor, cfgs: list[ArchConfig], latencies: list[float],

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..config import PRESETS, parse_resolution
 from ..errors import ConfigError, reject_unknown_keys
+from ..evaluation.specs import Prediction
 from ..objectives import SEARCHABLE, Objective, add, make_objective
 from ..shipped import shipped_dir
 from ..yamlfile import read_yaml
@@ -26,6 +27,9 @@ TOP_KEYS = (
 )
 DATA_KEYS = ("spec", "subset", "val_subset")
 EARLY_KEYS = ("enabled", "min_epoch", "quantile", "min_trials")
+
+#: the backend name of latency predicted by the device's learned predictor (see evaluation.predicted)
+PREDICTED = "predicted"
 
 SAMPLERS = ("nsga2", "nsga3", "tpe", "random", "gp", "nni-evolution")
 
@@ -52,6 +56,8 @@ class StudyRecipe:
                                          Objective("latency_ms", "min"))
     backend: str = "torch-cpu"
     backend_settings: dict[str, Any] = field(default_factory=dict)
+    #: with ``backend: {name: predicted, measure: NAME}``: latency predicted, ``backend`` measures
+    prediction: Prediction | None = None
     sampler: str = "tpe"
     sampler_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -110,6 +116,9 @@ class StudyRecipe:
         backend = str(backend_raw["name"])
         # batch and threads are ours; any other key goes to the backend, which checks it
         settings = {k: v for k, v in backend_raw.items() if k != "name"}
+        prediction = None
+        if backend == PREDICTED:
+            backend, settings, prediction = _predicted_backend(settings)
 
         sampler_raw = data.get("sampler")
         if sampler_raw is None:
@@ -156,7 +165,8 @@ class StudyRecipe:
         return cls(
             name=str(data.get("name", name)), space=space, data=spec, subset=subset,
             val_subset=val_subset, proxy=proxy, objectives=objectives, backend=backend,
-            backend_settings=settings, sampler=sampler, sampler_options=sampler_options,
+            backend_settings=settings, prediction=prediction, sampler=sampler,
+            sampler_options=sampler_options,
             seed=seed, resolution=resolution, early_stopping=early, enqueue=tuple(enqueue),
             description=str(data.get("description", "")), path=path,
         )
@@ -164,8 +174,10 @@ class StudyRecipe:
     def with_overrides(self, *, backend: str | None = None, data: str | None = None,
                        seed: int | None = None) -> StudyRecipe:
         changes: dict[str, Any] = {}
-        if backend:
-            changes["backend"] = backend
+        if backend == PREDICTED:  # the recipe's own backend measures what must be measured
+            changes["prediction"] = self.prediction or Prediction()
+        elif backend:  # another backend measures every trial
+            changes.update(backend=backend, prediction=None)
         if data:
             # the recipe's images per class were chosen for its own data, not for this one:
             # the new spec's own subset=/val_subset= options (or none) apply
@@ -181,7 +193,15 @@ class StudyRecipe:
 
         s = dict(self.backend_settings)
         batch, threads = s.pop("batch", 1), s.pop("threads", None)
-        check_backend(self.backend, batch=batch, threads=threads, **s)
+        b = check_backend(self.backend, batch=batch, threads=threads, **s)
+        if self.prediction is not None:
+            if not getattr(b, "cacheable", True):
+                raise ConfigError(f"backend: predicted latency is learned from measurements in "
+                                  f"the latency cache, and {self.backend!r} is not cached (it "
+                                  "predicts rather than measures); measure with another backend")
+            if any(o.name == "energy_mj" for o in self.objectives):
+                raise ConfigError("backend: predicted latency comes without energy; drop the "
+                                  "energy objective or measure every trial")
         other = self.space.constraints.latency_backend
         if other and other != self.backend:  # as in a trial: the settings are the study backend's
             check_backend(other, batch=batch, threads=threads)
@@ -214,10 +234,28 @@ class StudyRecipe:
             "name": self.name, "space": str(self.space.path or self.space.name),
             "data": self.data_key(), "proxy": self.proxy,
             "objectives": [str(o) for o in self.objectives], "backend": self.backend,
-            "backend_settings": self.backend_settings, "sampler": self.sampler,
+            "backend_settings": self.backend_settings,
+            "prediction": vars(self.prediction) if self.prediction else None,
+            "sampler": self.sampler,
             "sampler_options": self.sampler_options, "seed": self.seed,
             "early_stopping": vars(self.early_stopping), "enqueue": list(self.enqueue),
         }
+
+
+def _predicted_backend(raw: dict[str, Any]) -> tuple[str, dict[str, Any], Prediction]:
+    """``backend: {name: predicted, measure: NAME, min_measured: 8, refit_every: 5, ...}``: the
+    backend that measures, its settings (the other keys) and how predictions are used."""
+    s = dict(raw)
+    measure = s.pop("measure", None)
+    if not isinstance(measure, str) or not measure or measure == PREDICTED:
+        raise ConfigError("backend: predicted needs 'measure: NAME', the backend that measures "
+                          "the trials near the front and trains the predictor (e.g. measure: "
+                          "torch-cpu)")
+    options = {k: s.pop(k) for k in ("min_measured", "refit_every") if k in s}
+    try:
+        return measure, s, Prediction(**options)
+    except ConfigError as e:
+        raise ConfigError(f"backend: {e}") from None
 
 
 def _opt_pos_int(raw: dict, key: str, where: str) -> int | None:

@@ -594,6 +594,12 @@ def run_study(
             ran, interrupted = _run_workers(ctx, devices or [None] * workers)
     except KeyboardInterrupt:
         interrupted = True
+    if not interrupted:
+        from .trial import settle_latency
+
+        # each trial settles the front when it ends, but a worker's trial may have ended while
+        # another's measurements were moving the front: the front is measured before returning
+        settle_latency(recipe, name, url)
     (study,) = summarise_studies(db.get_engine(url), [name])
     run = SearchRun(study, url, recipe, ran, time.time() - started, interrupted)
     if interrupted:

@@ -28,6 +28,7 @@ from ..evaluation import (
     TrialRow,
     evaluate,
     failure_reason,
+    predicted,
 )
 from ..store import TrialResult, db
 from .recipe import StudyRecipe
@@ -38,6 +39,18 @@ from .samplers import set_constraints
 def training_spec(recipe: StudyRecipe) -> TrainingSpec:
     """The study's proxy recipe on its data with its seed (the same for every trial)."""
     return TrainingSpec.proxy(recipe.proxy, DataSpec.from_dict(recipe.data_key()), recipe.seed)
+
+
+def latency_spec(recipe: StudyRecipe) -> LatencySpec:
+    """The study's backend, its settings and, for ``backend: predicted``, its prediction."""
+    return LatencySpec.from_settings(recipe.backend, recipe.backend_settings, recipe.prediction)
+
+
+def settle_latency(recipe: StudyRecipe, study: str, url: str) -> dict[int, Any]:
+    """With predicted latency: measure the trials the front needs measured (by row id)."""
+    if recipe.prediction is None:
+        return {}
+    return predicted.settle(study, recipe.objectives, latency_spec(recipe), url)
 
 
 class _SpaceLimits:
@@ -79,7 +92,7 @@ class TrialRunner:
         self.study = study
         self.progress = progress
         self.training = training_spec(recipe)
-        self.latency = LatencySpec.from_settings(recipe.backend, recipe.backend_settings)
+        self.latency = latency_spec(recipe)
         es = recipe.early_stopping
         self.early_stop = (EarlyStop(study, es.quantile, es.min_trials, es.min_epoch)
                            if es.enabled else None)
@@ -130,6 +143,10 @@ class TrialRunner:
                        storage=self.url, limits=self.limits, early_stop=self.early_stop,
                        progress=self.progress)
         out.number = trial.number
+        # before Optuna is told: a trial measured now reports its measured latency
+        measured = settle_latency(r, self.study, self.url).get(row_id)
+        if measured is not None:
+            out.take_latency(measured)
         if out.params is not None:
             # constraint-aware sampling: TPE and GP learn the infeasible region from these
             set_constraints(trial, r.space.constraints, {

@@ -2,12 +2,20 @@
 
 Importing this package declares every table: :mod:`.schema` (architectures, environments, trial
 results), :mod:`.latency` (measurements, the lut backend's tables and the learned predictors),
-:mod:`.ablations`, :mod:`.preset_trainings`, :mod:`.trainings` (full and longer trainings) and
-:mod:`.claims` (trainings in progress). :func:`open_store` returns a :class:`Store` whose schema
+:mod:`.ablations`, :mod:`.preset_trainings`, :mod:`.trainings` (full and longer trainings),
+:mod:`.claims` (trainings in progress) and :mod:`.trial_latency` (whether a trial's latency was
+measured or predicted). :func:`open_store` returns a :class:`Store` whose schema
 is at this version's Alembic revision (:mod:`.migrate`).
 """
 
-from . import ablations, claims, latency, preset_trainings, trainings  # noqa: F401  (their tables)
+from . import (  # noqa: F401  (their tables)
+    ablations,
+    claims,
+    latency,
+    preset_trainings,
+    trainings,
+    trial_latency,
+)
 from .db import Store, open_store
 from .schema import (
     COMPLETE,

@@ -2,9 +2,10 @@
 
 ``optuna.copy_study`` moves Optuna's part: the study, its trials, parameters and attributes, under
 new ids. Our part follows it: the study's ``trial_results`` rows (their Optuna study/trial ids
-remapped to the new ones through the per-study trial number, which Optuna preserves), the
-architectures they name, their environments (matched by fingerprint, so one row per environment
-at the destination) and the cached latency measurements of those architectures.
+remapped to the new ones through the per-study trial number, which Optuna preserves) with their
+``trial_latency`` rows, the architectures they name, their environments (matched by fingerprint,
+so one row per environment at the destination) and the cached latency measurements of those
+architectures.
 
 The trials' ``edgeexplore_id`` user attribute (our row id, shown by optuna-dashboard) is set to
 the new rows' ids. Our rows are written in one transaction. Optuna's copy is not transactional, so whenever
@@ -23,6 +24,7 @@ from sqlalchemy import Connection, Table, column, func, select, table
 from .. import store
 from ..errors import EdgeExploreError
 from . import db
+from .trial_latency import TrialLatency
 
 #: Optuna's user attributes, where each trial names its trial_results row as "edgeexplore_id"
 _USER_ATTRS = table("trial_user_attributes", column("trial_id"), column("key"),
@@ -123,8 +125,17 @@ def _copy_ours(name: str, src: Connection, dst: Connection, dst_study: int,
                 _USER_ATTRS.c.trial_id == row["optuna_trial_id"],
                 _USER_ATTRS.c.key == "edgeexplore_id",
             ).values(value_json=json.dumps(new_ids[r["id"]])))
+    _copy_sources(src, dst, new_ids)
     new_latency = _copy_latency(src, dst, hashes)
     return len(rows), new_archs, new_envs, new_latency
+
+
+def _copy_sources(src: Connection, dst: Connection, new_ids: dict[int, int]) -> None:
+    """Each copied row's ``trial_latency`` (measured or predicted), under its new id."""
+    sources = TrialLatency.__table__
+    for row in src.execute(select(sources).where(sources.c.trial_id.in_(list(new_ids))))\
+            .mappings():
+        dst.execute(sources.insert().values({**row, "trial_id": new_ids[row["trial_id"]]}))
 
 
 def _copy_architectures(src: Connection, dst: Connection, hashes: list[str]) -> int:

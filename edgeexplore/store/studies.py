@@ -24,6 +24,7 @@ from . import db
 from .ablations import STUDY_PREFIX
 from .preset_trainings import PresetTraining
 from .schema import TrialResult
+from .trial_latency import TrialLatency
 
 #: Optuna's table of studies (its RDB schema, stable since Optuna 1.x)
 _OPTUNA_STUDIES = "studies"
@@ -73,6 +74,9 @@ def delete_study(url: str | None, name: str) -> int:
         except KeyError:
             pass  # deleted meanwhile by another delete
     with db.session_scope(url) as s:
+        # SQLite enforces no foreign keys here, so the cascade is spelled out
+        s.execute(delete(TrialLatency).where(TrialLatency.trial_id.in_(
+            select(TrialResult.id).where(TrialResult.study == name))))
         return s.execute(delete(TrialResult).where(TrialResult.study == name)).rowcount
 
 
