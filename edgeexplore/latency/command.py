@@ -158,9 +158,10 @@ class CommandBackend:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="edgeexplore-cmd-") as tmp:
             from ..models.export import export_onnx
+            from .torch_cpu import deployable
 
             path = Path(tmp) / "model.onnx"
-            export_onnx(model, shape, path, exporter=self.exporter)
+            export_onnx(deployable(model), shape, path, exporter=self.exporter)
             values = {
                 "model": str(path), "input_shape": shape_str(shape),
                 "input_shape_csv": ",".join(map(str, shape)), "batch": shape[0],
