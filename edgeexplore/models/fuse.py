@@ -11,7 +11,9 @@ rounding, about 1e-6) with fewer and cheaper operations:
   tokens only: LayerNorm acts on each token alone, so norming the samples equals sampling the
   normed map, at 1/r² of the cost;
 * the 1×1 convs of the LocalAgg and LSA blocks run as Linear layers on NHWC tokens, so every
-  block is "depthwise conv on the map, then token ops", and
+  block is "depthwise conv on the map, then token ops";
+* every Linear layer of a fused block runs on oneDNN's inner-product kernel, with the MLP's
+  GELU fused into it (:class:`OneDnnLinear`);
 * the whole network runs in channels-last memory format: a map's NHWC view is then contiguous,
   and the switches between maps (depthwise convs) and tokens (LayerNorm, Linear, attention) are
   free views instead of copies.
@@ -30,13 +32,67 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import SparseGlobalAttention
 from .edgevit_blocks import LocalAggBlock, LsaBlock, SparseAttnBlock, SraBlock
-from .layers import ConvMlp, TokenMlp
+from .layers import ConvMlp
 
-__all__ = ["FusedBlock", "SampledAttention", "TokenLocalAgg", "fuse_for_inference"]
+__all__ = [
+    "FusedBlock", "FusedMlp", "OneDnnLinear", "SampledAttention", "TokenLocalAgg",
+    "fuse_for_inference",
+]
+
+
+def _onednn(x: torch.Tensor) -> bool:
+    """Whether ``x`` may go through oneDNN's fused inner product: float32 on the CPU, without
+    autograd (the kernel has no derivative), and not while a graph is being captured (ONNX,
+    torch.export and TorchScript have no mapping for it: they record ``F.linear``)."""
+    if torch.jit.is_scripting():
+        return False
+    else:  # TorchScript leaves this branch uncompiled only as an explicit else
+        return (x.device.type == "cpu" and x.dtype == torch.float32
+                and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available()
+                and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export())
+
+
+class OneDnnLinear(nn.Linear):
+    """A Linear layer, optionally followed by GELU, on oneDNN's inner-product kernel where it
+    can run (see :func:`_onednn`), else ``F.linear`` (and ``F.gelu``).
+
+    PyTorch's ``F.linear`` calls MKL's sgemm, whose fast paths are chosen by CPU vendor; on the
+    AMD EPYC cores this project is timed on, oneDNN's kernel takes about half its time for the
+    token-by-channel shapes of these blocks (e.g. 3136×48 → 192: 0.25 vs 0.57 ms), and applying
+    GELU inside it saves a pass over the MLP's widest tensor. Same arithmetic, another
+    summation order (about 1e-6 relative)."""
+
+    def __init__(self, linear: nn.Linear, gelu: bool = False) -> None:
+        super().__init__(linear.in_features, linear.out_features, linear.bias is not None,
+                         device=linear.weight.device, dtype=linear.weight.dtype)
+        self.load_state_dict(linear.state_dict())
+        self.gelu = gelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _onednn(x):
+            if self.gelu:
+                return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "gelu",
+                                                          [], "none")
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        x = F.linear(x, self.weight, self.bias)
+        return F.gelu(x) if self.gelu else x
+
+
+class FusedMlp(nn.Module):
+    """fc → GELU → fc with the GELU inside the first layer."""
+
+    def __init__(self, fc1: nn.Linear, fc2: nn.Linear) -> None:
+        super().__init__()
+        self.fc1 = OneDnnLinear(fc1, gelu=True)
+        self.fc2 = OneDnnLinear(fc2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(x))
 
 
 class TokenLocalAgg(nn.Module):
@@ -126,33 +182,43 @@ def _linear(conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> nn.Linear:
     return linear
 
 
-def _token_mlp(ffn: ConvMlp, bn: nn.BatchNorm2d | None = None) -> TokenMlp:
+def _token_mlp(ffn: ConvMlp, bn: nn.BatchNorm2d | None = None) -> FusedMlp:
     """The conv FFN (after ``bn`` when given) as the same MLP on tokens."""
-    mlp = TokenMlp(ffn.fc1.in_channels, ffn.fc1.out_channels)
-    mlp.fc1, mlp.act, mlp.fc2 = _linear(ffn.fc1, bn), ffn.act, _linear(ffn.fc2)
-    return mlp
+    return FusedMlp(_linear(ffn.fc1, bn), _linear(ffn.fc2))
+
+
+def _onednn_linears(module: nn.Module) -> nn.Module:
+    """``module`` with every plain Linear layer inside it on oneDNN (:class:`OneDnnLinear`)."""
+    for name, child in module.named_children():
+        if type(child) is nn.Linear:
+            setattr(module, name, OneDnnLinear(child))
+        else:
+            _onednn_linears(child)
+    return module
 
 
 def _fuse_local_agg(block: LocalAggBlock) -> FusedBlock:
     agg = block.agg
-    mixer = TokenLocalAgg(_linear(agg.pw_in, block.norm1), agg.dw, _linear(agg.pw_out))
+    mixer = TokenLocalAgg(OneDnnLinear(_linear(agg.pw_in, block.norm1)), agg.dw,
+                          OneDnnLinear(_linear(agg.pw_out)))
     return FusedBlock(_with_identity(block.cpe), nn.Identity(), mixer, nn.Identity(),
                       _token_mlp(block.ffn, block.norm2))
 
 
 def _fuse_lsa(block: LsaBlock) -> FusedBlock:
-    return FusedBlock(_with_identity(block.cpe), block.norm1, block.attn, nn.Identity(),
-                      _token_mlp(block.ffn, block.norm2))
+    return FusedBlock(_with_identity(block.cpe), block.norm1, _onednn_linears(block.attn),
+                      nn.Identity(), _token_mlp(block.ffn, block.norm2))
 
 
 def _fuse_token_block(block: SparseAttnBlock | SraBlock) -> FusedBlock:
-    attn = block.attn
+    attn = _onednn_linears(block.attn)
     pos = _with_identity(block.cpe)
+    mlp = FusedMlp(block.mlp.fc1, block.mlp.fc2)
     if (isinstance(attn, SparseGlobalAttention) and attn.sample_rate > 1
             and attn.sampler in ("pick", "center")):
         return FusedBlock(pos, nn.Identity(), SampledAttention(block.norm1, attn), block.norm2,
-                          block.mlp)
-    return FusedBlock(pos, block.norm1, attn, block.norm2, block.mlp)
+                          mlp)
+    return FusedBlock(pos, block.norm1, attn, block.norm2, mlp)
 
 
 _FUSERS = {
