@@ -43,6 +43,11 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+#: What the backends time (see :func:`deployable`). Part of the cache key, so timings of the
+#: model as built, cached by earlier versions, are not mixed with timings of the fused one.
+MODEL_FORM = "fused"
+
+
 def deployable(model: Any) -> Any:
     """What a backend times: a model in its deployable form (:func:`~edgeexplore.models.
     fuse_for_inference`: BatchNorms and position-encoding residuals folded, channels-last), since
@@ -89,7 +94,8 @@ class TorchCPUBackend:
     @property
     def settings(self) -> dict[str, Any]:
         """Everything that changes what is measured (the cache key's settings part)."""
-        return {"threads": self.threads, **self.policy.to_dict(), **self.options}
+        return {"threads": self.threads, **self.policy.to_dict(), **self.options,
+                "model": MODEL_FORM}
 
     def available(self) -> tuple[bool, str]:
         import torch
