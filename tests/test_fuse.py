@@ -10,7 +10,7 @@ from block_nets import NETS, RES, net
 from edgeexplore.config import PRESETS
 from edgeexplore.latency import get_backend
 from edgeexplore.models import build, fuse_for_inference
-from edgeexplore.models.fuse import FusedBlock, SampledAttention
+from edgeexplore.models.fuse import FusedBlock, OneDnnLinear, SampledAttention, _onednn
 
 # LocalAgg, LSA, sparse-attention and SRA blocks are fused; GCC and EdgeNeXt blocks are kept
 FUSED_KINDS = ("lgl", "sra", "conv")
@@ -83,3 +83,16 @@ def test_backends_time_the_fused_model(monkeypatch):
                         lambda self, model, x: seen.append(model) or prepare(self, model, x))
     backend.measure(build(net("conv")), (1, 3, RES, RES))
     assert any(isinstance(m, FusedBlock) for m in seen[0].modules())
+
+
+def test_onednn_linear_equals_f_linear():
+    torch.manual_seed(0)
+    x = torch.randn(1, 7, 9, 48)[:, ::2]  # strided, as the picked samples are
+    for gelu in (False, True):
+        fast = OneDnnLinear(torch.nn.Linear(48, 96), gelu=gelu)
+        with torch.no_grad():
+            assert _onednn(x) == torch.backends.mkldnn.is_available()
+            out = fast(x)
+        reference = fast(x)  # autograd on: F.linear (and F.gelu)
+        assert reference.grad_fn is not None
+        torch.testing.assert_close(out, reference.detach(), atol=1e-5, rtol=1e-5)

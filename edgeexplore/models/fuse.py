@@ -48,13 +48,14 @@ __all__ = [
 def _onednn(x: torch.Tensor) -> bool:
     """Whether ``x`` may go through oneDNN's fused inner product: float32 on the CPU, without
     autograd (the kernel has no derivative), and not while a graph is being captured (ONNX,
-    torch.export and TorchScript have no mapping for it: they record ``F.linear``)."""
+    torch.export and TorchScript scripting or tracing cannot record it: they get ``F.linear``)."""
     if torch.jit.is_scripting():
         return False
     else:  # TorchScript leaves this branch uncompiled only as an explicit else
         return (x.device.type == "cpu" and x.dtype == torch.float32
                 and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available()
-                and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export())
+                and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+                and not torch.onnx.is_in_onnx_export())
 
 
 class OneDnnLinear(nn.Linear):
