@@ -13,7 +13,7 @@ rounding, about 1e-6) with fewer and cheaper operations:
 * the 1×1 convs of the LocalAgg and LSA blocks run as Linear layers on NHWC tokens, so every
   block is "depthwise conv on the map, then token ops";
 * every Linear layer of a fused block runs on oneDNN's inner-product kernel, with the MLP's
-  GELU fused into it (:class:`OneDnnLinear`);
+  GELU fused into it, and is exported to ONNX as a 1×1 Conv on the map (:class:`OneDnnLinear`);
 * the whole network runs in channels-last memory format: a map's NHWC view is then contiguous,
   and the switches between maps (depthwise convs) and tokens (LayerNorm, Linear, attention) are
   free views instead of copies.
@@ -60,7 +60,7 @@ def _onednn(x: torch.Tensor) -> bool:
 
 class OneDnnLinear(nn.Linear):
     """A Linear layer, optionally followed by GELU, on oneDNN's inner-product kernel where it
-    can run (see :func:`_onednn`), else ``F.linear`` (and ``F.gelu``).
+    can run (see :func:`_onednn`), else ``F.linear`` (and ``F.gelu``); a 1×1 Conv in ONNX.
 
     PyTorch's ``F.linear`` calls MKL's sgemm, whose fast paths are chosen by CPU vendor; on the
     AMD EPYC cores this project is timed on, oneDNN's kernel takes about half its time for the
@@ -80,19 +80,16 @@ class OneDnnLinear(nn.Linear):
                 return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "gelu",
                                                           [], "none")
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-        x = F.linear(x, self.weight, self.bias)
+        if x.dim() == 4 and _exporting_onnx():
+            # On a (B, H, W, C) token map the ONNX graph gets a 1×1 Conv on the NCHW view:
+            # ONNX Runtime runs Conv chains in its blocked NCHWc layout, folds the transposes
+            # around them into its layout conversions and cancels the inverse pairs between
+            # them, which made EdgeViT-XS 10% faster there than MatMuls on the tokens.
+            x = F.conv2d(x.permute(0, 3, 1, 2), self.weight[:, :, None, None], self.bias)
+            x = x.permute(0, 2, 3, 1)
+        else:
+            x = F.linear(x, self.weight, self.bias)
         return F.gelu(x) if self.gelu else x
-
-
-def _pointwise(linear: nn.Linear, m: torch.Tensor) -> torch.Tensor:
-    """``linear`` on the channels of an NCHW map, as a 1×1 conv."""
-    return F.conv2d(m, linear.weight[:, :, None, None], linear.bias)
-
-
-# The ONNX export of the two modules below writes their Linear layers as 1×1 Convs on the NCHW
-# map: ONNX Runtime runs Conv chains in its blocked NCHWc layout and folds the transposes around
-# them into its layout conversions, which made EdgeViT-XS about 7% faster there than MatMuls
-# on tokens. Eager PyTorch is faster with the tokens (see OneDnnLinear).
 
 
 class FusedMlp(nn.Module):
@@ -104,9 +101,6 @@ class FusedMlp(nn.Module):
         self.fc2 = OneDnnLinear(fc2)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        if _exporting_onnx():
-            m = F.gelu(_pointwise(self.fc1, t.permute(0, 3, 1, 2)))
-            return _pointwise(self.fc2, m).permute(0, 2, 3, 1)
         return self.fc2(self.fc1(t))
 
 
@@ -120,9 +114,6 @@ class TokenLocalAgg(nn.Module):
         self.pw_out = pw_out
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        if _exporting_onnx():
-            m = self.dw(_pointwise(self.pw_in, t.permute(0, 3, 1, 2)))
-            return _pointwise(self.pw_out, m).permute(0, 2, 3, 1)
         a = self.dw(self.pw_in(t).permute(0, 3, 1, 2))
         return self.pw_out(a.permute(0, 2, 3, 1))
 
