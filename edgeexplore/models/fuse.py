@@ -132,9 +132,10 @@ class SampledAttention(nn.Module):
 
 
 class FusedBlock(nn.Module):
-    """Every fused EdgeViT-family block: ``t = pos(x)`` (the position encoding with its residual
-    folded in), then on NHWC tokens ``t + mixer(norm1(t))`` and ``t + mlp(norm2(t))``. A norm
-    folded into the layer after it is an ``nn.Identity``."""
+    """Every fused EdgeViT-family block: ``x = pos(x)`` (the position encoding with its residual
+    folded in), then ``x + mixer(norm1(x))`` and ``x + mlp(norm2(x))`` with norm, mixer and MLP
+    on the NHWC tokens (free views of the channels-last map). A norm folded into the layer after
+    it is an ``nn.Identity``."""
 
     def __init__(
         self, pos: nn.Conv2d, norm1: nn.Module, mixer: nn.Module, norm2: nn.Module,
@@ -148,10 +149,12 @@ class FusedBlock(nn.Module):
         self.mlp = mlp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.pos(x).permute(0, 2, 3, 1)
-        t = t + self.mixer(self.norm1(t))
-        t = t + self.mlp(self.norm2(t))
-        return t.permute(0, 3, 1, 2)
+        # The residuals are added on the map rather than on the tokens: the same arithmetic in
+        # eager PyTorch, but in ONNX the sum then meets the 1×1 Conv that ends the branch in
+        # ONNX Runtime's NCHWc layout, which fuses it into the Conv (EdgeViT-XS ~1% faster).
+        x = self.pos(x)
+        x = x + self.mixer(self.norm1(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        return x + self.mlp(self.norm2(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
 
 
 # -- folding -------------------------------------------------------------------------------------
