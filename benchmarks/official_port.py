@@ -190,9 +190,9 @@ USAGE = """Time our EdgeViT presets against this port, interleaved, as ratios ou
 Each round times every (preset, model) pair once for ``--reps`` calls in alternation, so load
 from other processes hits both alike; the ratio of medians is reported per round and overall.
 Both models get the same weights (ours converted from the port's state dict), batch 1, 224².
-Ours is timed as the latency backends time it, in its deployable form (fuse_for_inference:
-BatchNorms and position-encoding residuals folded, channels-last); the port as the authors'
-code runs it.
+Ours is timed as the latency backends time it, in its deployable form (fuse_for_inference,
+README "Deployable form"; ONNX Runtime gets that form's export); the port as the authors' code
+runs it.
 """
 
 

@@ -50,8 +50,8 @@ MODEL_FORM = "fused"
 
 def deployable(model: Any) -> Any:
     """What a backend times: a model in its deployable form (:func:`~edgeexplore.models.
-    fuse_for_inference`: BatchNorms and position-encoding residuals folded, channels-last), since
-    that is what would ship; anything else (an exported file's path) as it is."""
+    fuse_for_inference`), since that is what would ship; anything else (an exported file's
+    path) as it is."""
     from torch import nn
 
     from ..models.fuse import fuse_for_inference
