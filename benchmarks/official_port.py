@@ -190,18 +190,21 @@ USAGE = """Time our EdgeViT presets against this port, interleaved, as ratios ou
 Each round times every (preset, model) pair once for ``--reps`` calls in alternation, so load
 from other processes hits both alike; the ratio of medians is reported per round and overall.
 Both models get the same weights (ours converted from the port's state dict), batch 1, 224².
+Ours is timed as the latency backends time it, in its deployable form (fuse_for_inference,
+README "Deployable form"; ONNX Runtime gets that form's export); the port as the authors' code
+runs it.
 """
 
 
 def _pairs(names: Sequence[str]) -> dict[str, tuple[nn.Module, nn.Module]]:
-    from edgeexplore.models import from_official
+    from edgeexplore.models import from_official, fuse_for_inference
 
     out = {}
     for n in names:
         torch.manual_seed(0)
         port = naive_edgevit(n).eval()
-        ours = from_official(port.state_dict(), head_dim=PRESETS[n]["head_dim"]).eval()
-        out[n] = (ours, port)
+        ours = from_official(port.state_dict(), head_dim=PRESETS[n]["head_dim"])
+        out[n] = (fuse_for_inference(ours), port)
     return out
 
 

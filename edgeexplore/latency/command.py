@@ -28,6 +28,7 @@ from typing import Any
 
 from ..errors import EdgeExploreError
 from .base import Measurement, check_positive, check_threads, cpu_description, shape_str
+from .torch_cpu import MODEL_FORM, deployable
 
 #: "latency: 12.5 ms", "avg=12.5ms", "12.5 ms" ... the first number followed by a time unit
 DEFAULT_PATTERN = r"(?P<value>[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>ms|us|µs|s)\b"
@@ -88,6 +89,7 @@ class CommandBackend:
             "command": self.command, "pattern": self.pattern, "unit": self.unit,
             "runs": self.runs, "threads": self.threads, "warmup": self.warmup,
             "repeats": self.repeats, "exporter": self.exporter, "device_name": self.device_name,
+            "model": MODEL_FORM,
         }
 
     def available(self) -> tuple[bool, str]:
@@ -160,7 +162,7 @@ class CommandBackend:
             from ..models.export import export_onnx
 
             path = Path(tmp) / "model.onnx"
-            export_onnx(model, shape, path, exporter=self.exporter)
+            export_onnx(deployable(model), shape, path, exporter=self.exporter)
             values = {
                 "model": str(path), "input_shape": shape_str(shape),
                 "input_shape_csv": ",".join(map(str, shape)), "batch": shape[0],

@@ -43,6 +43,22 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+#: What the backends time (see :func:`deployable`). Part of the cache key, so timings of the
+#: model as built, cached by earlier versions, are not mixed with timings of the fused one.
+MODEL_FORM = "fused"
+
+
+def deployable(model: Any) -> Any:
+    """What a backend times: a model in its deployable form (:func:`~edgeexplore.models.
+    fuse_for_inference`), since that is what would ship; anything else (an exported file's
+    path) as it is."""
+    from torch import nn
+
+    from ..models.fuse import fuse_for_inference
+
+    return fuse_for_inference(model) if isinstance(model, nn.Module) else model
+
+
 class TorchCPUBackend:
     """Eager PyTorch on the CPU (``torch.inference_mode``), warm-up then sampling until stable."""
 
@@ -78,7 +94,8 @@ class TorchCPUBackend:
     @property
     def settings(self) -> dict[str, Any]:
         """Everything that changes what is measured (the cache key's settings part)."""
-        return {"threads": self.threads, **self.policy.to_dict(), **self.options}
+        return {"threads": self.threads, **self.policy.to_dict(), **self.options,
+                "model": MODEL_FORM}
 
     def available(self) -> tuple[bool, str]:
         import torch
@@ -128,7 +145,7 @@ class TorchCPUBackend:
         input_shape = tuple(int(d) for d in input_shape)
         t0 = time.perf_counter()
         with torch_threads(self.threads):
-            run = self.prepare(model, self.make_input(input_shape))
+            run = self.prepare(deployable(model), self.make_input(input_shape))
             meter, note = self._energy_meter()
             clock = resolve_clock(self.policy.clock, self.threads)
             timer = self.timer() or (thread_cpu_timer(self.sync) if clock == "thread-cpu" else None)

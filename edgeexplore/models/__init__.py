@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import timm_models  # noqa: F401  (registers the presets with timm.create_model)
 from .backbone import EdgeBackbone, EdgeStage, build
 from .edgenext_convert import convert_edgenext_state_dict, from_timm_edgenext
+from .fuse import fuse_for_inference
 from .official import convert_official_state_dict, from_official, official_arch, to_official
 from .official_blocks import block_from_official
 from .registry import (
@@ -33,6 +34,7 @@ __all__ = [
     "convert_official_state_dict",
     "from_official",
     "from_timm_edgenext",
+    "fuse_for_inference",
     "macro_builder",
     "official_arch",
     "to_official",

@@ -74,12 +74,9 @@ class SparseGlobalAttention(nn.Module):
             self.prop_norm = nn.LayerNorm(dim, eps=1e-5)
         self.proj = nn.Linear(dim, dim)
 
-    def _sample(self, x: torch.Tensor) -> torch.Tensor:
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The padded samplers on an NCHW map ('center', 'avg', 'max')."""
         r = self.sample_rate
-        if self.sampler == "pick":
-            # the authors' AvgPool2d(kernel 1, stride r) is this strided slice; the slice also
-            # yields ceil(H/r) rows, the size the padded variants produce, with no padding
-            return x[:, :, ::r, ::r]
         x = pad_to_multiple(x, r, r, mode="replicate")
         if self.sampler == "center":
             return x[:, :, r // 2::r, r // 2::r]
@@ -120,17 +117,30 @@ class SparseGlobalAttention(nn.Module):
             x = x.permute(0, 2, 3, 1)
         return crop_tokens(x, height, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, H, W, C = x.shape
-        if self.prop_norm is not None:
-            x = self._sample(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        h, w = x.shape[1], x.shape[2]
+    def sample_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) tokens → the (B, h, w, C) samples attention runs on (all of them at
+        sample rate 1)."""
+        if self.prop_norm is None:
+            return x
+        if self.sampler == "pick":
+            # the authors' AvgPool2d(kernel 1, stride r) is this strided slice; it also yields
+            # ceil(H/r) rows, the size the padded samplers produce, with no padding
+            return x[:, ::self.sample_rate, ::self.sample_rate]
+        return self._pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    def attend(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Attention among the (B, h, w, C) samples, propagated back to (B, height, width, C)
+        and projected."""
+        B, h, w, C = x.shape
         qkv = self.qkv(x).reshape(B, h * w, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         x = _heads_attention(q, k, v).transpose(1, 2).reshape(B, h, w, C)
         if self.prop_norm is not None:
-            x = self.prop_norm(self._propagate(x, H, W))
+            x = self.prop_norm(self._propagate(x, height, width))
         return self.proj(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(self.sample_tokens(x), x.shape[1], x.shape[2])
 
 
 def _exporting_onnx() -> bool:

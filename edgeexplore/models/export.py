@@ -11,7 +11,9 @@ This is the one ONNX exporter of the project (the latency backends call it too).
 * **exported-program**: ``torch.export`` (an ATen graph, the input of ExecuTorch and AOTInductor),
   saved with ``torch.export.save``.
 
-:func:`export` writes any of them and reads the file back to check it against eager PyTorch.
+:func:`export` writes any of them, from the model's deployable form
+(:func:`~edgeexplore.models.fuse_for_inference`), and reads the file back to check it against
+the eager model as built.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import EdgeExploreError
+from .fuse import fuse_for_inference
 
 FORMATS = ("onnx", "torchscript", "exported-program")
 EXPORTERS = ("auto", "torchscript", "dynamo")
@@ -205,8 +208,10 @@ def export(
     path = Path(path)
     if not path.parent.is_dir():
         raise EdgeExploreError(f"the output folder {path.parent} does not exist")
-    model = model.eval()
-    reference = model
+    reference = model.eval()
+    # the deployable form is what ships (see models.fuse); checking it against the model as
+    # built also checks the fusion
+    model = fuse_for_inference(reference)
     dtype = torch.float16 if fp16 else torch.float32
     gen = torch.Generator().manual_seed(0)
     # torch.export (and the dynamo ONNX exporter) specialise a batch of 1 to a constant: a
@@ -214,6 +219,9 @@ def export(
     capture = (max(2, input_shape[0]), *input_shape[1:]) if dynamic_batch else input_shape
     example = torch.randn(*capture, generator=gen)
     notes: list[str] = []
+    if model is not reference:
+        notes.append("fused for inference (BatchNorms and position-encoding residuals folded "
+                     "into convs); compared with the model as built")
     if fp16:
         model = _half_copy(model, example)
         notes.append("weights and input in float16; compared with float32 eager")
