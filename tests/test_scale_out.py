@@ -211,3 +211,17 @@ def test_a_dead_workers_training_claim_is_taken_over(pg_url):
         assert claims.try_claim(s, "a" * 16, "k" * 16)  # its heartbeat is silent: taken over
         held = s.get(claims.TrainingClaim, ("a" * 16, "k" * 16))
         assert held.hostname != "lost-host" and held.pid == os.getpid()
+
+
+@pytest.mark.slow
+def test_a_worker_taken_for_dead_lets_the_retry_own_its_trial(tmp_path):
+    """A live worker whose heartbeat went silent past the grace on a starved machine has its
+    trial failed by another worker; it must not crash telling Optuna a finished trial."""
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    proc = _start(_recipe(tmp_path, epochs=40), url, "--budget", "1")
+    row = _wait_running(url, proc)
+    storage = optuna.storages.RDBStorage(url)  # what recover_stale in another worker does
+    storage.set_trial_state_values(row["optuna_trial_id"], optuna.trial.TrialState.FAIL)
+    (out,) = _finish([proc])
+    assert "Traceback" not in out and "Cannot tell" not in out
+    assert [t.state.name for t in _trials(url)] == ["FAIL"]

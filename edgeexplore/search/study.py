@@ -445,6 +445,9 @@ def _worker(ctx: _Context) -> list[Outcome]:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
             except Exception as e:  # recorded, then the search goes on or stops
+                if _finished_elsewhere(ostorage, trial_id):
+                    row_id = None
+                    continue  # see below: the retry owns the trial now
                 reason = failure_reason(e)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 outcome = Outcome(store.FAILED, reason=reason, id=row_id, number=trial.number)
@@ -470,6 +473,11 @@ def _worker(ctx: _Context) -> list[Outcome]:
             infeasible_run = infeasible_run + 1 if outcome.state == store.INFEASIBLE else 0
             if outcome.state == store.INFEASIBLE:
                 ctx.quota.give_back()
+            if _finished_elsewhere(ostorage, trial_id):
+                # Another worker took this one for dead (its heartbeat went silent past the
+                # grace on a starved machine), failed the trial and queued its retry: Optuna
+                # cannot be told twice, and the retry's result is the one the study keeps.
+                continue
             _tell(study, trial, outcome, recipe.objectives)
             if ctx.report:
                 ctx.report(outcome)
@@ -484,6 +492,10 @@ def _worker(ctx: _Context) -> list[Outcome]:
 def _unreserve(url: str, row_id: int) -> None:
     with db.session_scope(url) as s:
         s.execute(delete(TrialResult).where(TrialResult.id == row_id))
+
+
+def _finished_elsewhere(ostorage: optuna.storages.RDBStorage, trial_id: int) -> bool:
+    return ostorage.get_trial(trial_id).state.is_finished()
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, o: Outcome,
