@@ -286,16 +286,38 @@ def cases(fx: Path) -> list[Case]:
         "search": ["search", f["tiny.yaml"], "--budget", "1", "--quiet"],
         "copy-study --from": ["copy-study", "tiny", "--to", "copy.db"],
     }
+    # Left out as valid input: `measure` and `search` write (the latency cache, the study), so a
+    # missing or empty file, or a file name with control characters (legal on Linux), is a new
+    # store for them, as for `copy-study --to` below.
+    writers = {"measure", "search"}
+    new_store = {"missing file", "empty file", "control chars"}
     for label, args, setup, hidden in store_variants(fx):
         for cname, cargs in store_commands.items():
+            if cname in writers and label in new_store:
+                continue
             if cname == "copy-study --from":
                 argv = [*cargs, "--from", args[1]]
             else:
                 argv = [*cargs, *args]
             add(f"{cname}: --storage {label}", *argv, setup=setup, hidden=hidden)
     for label, args, setup, _ in store_variants(fx)[:8]:
+        if label in new_store:
+            continue  # a new store to copy into: valid
         add(f"copy-study --to {label}", "copy-study", "tiny", "--from", STORE, "--to", args[1],
             setup=setup)
+    # a writer's bad input must not create the store it names either
+    add("search bad budget, new store", "search", f["tiny.yaml"], "--budget", "0",
+        "--storage", "new.db", "--quiet")
+    add("measure bad batch, new store", "measure", "edgevit_xxs", "--batch", "0",
+        "--storage", "new.db")
+    add("ablate bad target, new store", "ablate", "local-agg", "--quick", "--flops-target",
+        "abc", "--storage", "new.db")
+    add("ablate bad base, new store", "ablate", "local-agg", "--quick", "--base", "nosuch",
+        "--storage", "new.db")
+    add("copy-study missing study, new store", "copy-study", "nosuch", "--from", STORE,
+        "--to", "new.db")
+    add("predictor fit bad space, new store", "predictor", "fit", "--space", "nosuch",
+        "--storage", "new.db")
 
     # -- read-only store / folder / output for commands that write
     for cname, cargs in [
@@ -303,7 +325,8 @@ def cases(fx: Path) -> list[Case]:
         ("measure", ["measure", "edgevit_xxs", "--resolution", "32"]),
         ("studies delete", ["studies", "delete", "tiny", "--yes"]),
         ("studies rename", ["studies", "rename", "tiny", "renamed", "--yes"]),
-        ("store upgrade", ["store", "upgrade"]),
+        # (`store upgrade` on a read-only store at the current revision has nothing to write:
+        # valid, left out)
         ("predictor fit", ["predictor", "fit", "--samples", "2", "--candidates", "2"]),
         ("trials rerun", ["trials", "rerun", "1", "--quiet"]),
         ("ablate", ["ablate", "local-agg", "--quick"]),
@@ -334,8 +357,8 @@ def cases(fx: Path) -> list[Case]:
         "union select": "accuracy > 0 UNION SELECT * FROM studies",
         "unknown field": "colour == 'red'",
         "non-ascii field": "é > 1",
-        "empty": "",
-        "blank": "   ",
+        # (an empty or blank --where, like an empty --sort or --objectives, is "none given":
+        # valid, so that scripts may pass "$FILTER"; left out)
         "unbalanced": "(accuracy > 0",
         "dangling op": "accuracy >",
         "deep nesting": "(" * 200 + "accuracy > 0" + ")" * 200,
@@ -355,7 +378,7 @@ def cases(fx: Path) -> list[Case]:
         add(f"pareto --where {label}", "pareto", "--no-presets", *STORAGE, "--where",
             bad_where[label])
     for label, sort in {"unknown": "colour", "SQL": "accuracy; DROP TABLE trials",
-                        "empty": "", "only minus": "-", "huge": HUGE, "control": CTRL,
+                        "only minus": "-", "huge": HUGE, "control": CTRL,
                         "markup": MARKUP}.items():
         add(f"trials list --sort {label}", "trials", "list", *STORAGE, "--sort", sort)
     add("trials export --sort SQL", "trials", "export", *STORAGE, "--sort", "1; DROP TABLE x")
@@ -419,7 +442,7 @@ def cases(fx: Path) -> list[Case]:
     for label, obj in {"SQL": "latency_ms:min;DROP TABLE trials", "one": "accuracy:max",
                        "four": "accuracy:max,latency_ms:min,params:min,flops:min",
                        "unknown": "nosuch:max", "bad direction": "accuracy:up",
-                       "empty": "", "repeated": "accuracy:max,accuracy:min",
+                       "repeated": "accuracy:max,accuracy:min",
                        "huge": HUGE, "control": CTRL}.items():
         add(f"pareto --objectives {label}", "pareto", "--no-presets", *STORAGE,
             "--objectives", obj)
@@ -448,7 +471,8 @@ def cases(fx: Path) -> list[Case]:
                         "yaml": f["tiny.yaml"]}.items():
         add(f"measure arch {label}", "measure", arch, *STORAGE)
     for opt, values in {"--resolution": ["0", "-5", "abc", "100000", "32x", "9" * 100_000],
-                        "--classes": ["0", "-1", "1000000000"],
+                        # (--classes 0 is a headless backbone, timm's num_classes=0: valid)
+                        "--classes": ["-1", "1000000000"],
                         "--threads": ["0", "-1", "99999"],
                         "--batch": ["0", "-1", "100000000"],
                         "--backend": ["nosuch", "cuda", HUGE, MARKUP],
@@ -587,7 +611,8 @@ def cases(fx: Path) -> list[Case]:
     for opt, values in {"--format": ["nosuch"], "--opset": ["3", "1000", "abc"],
                         "--batch": ["0", "100000000"], "--resolution": ["0", "100000", "abc"],
                         "--threads": ["0", "99999"], "--arch": ["nosuch", f["binary.bin"]],
-                        "-o": ["nosuch/x.onnx", f["folder"], "x.nosuchext"]}.items():
+                        # (-o x.nosuchext is valid: --format, not the name, sets the format)
+                        "-o": ["nosuch/x.onnx", f["folder"]]}.items():
         for value in values:
             add(f"export {opt} {value[:20]!r}", *export, opt, value)
     add("export without -o", "export", "edgevit_xxs", "--no-time")
@@ -618,6 +643,7 @@ def cases(fx: Path) -> list[Case]:
                         "--lr": ["0", "-1"], "--warmup-epochs": ["500"],
                         "--resolution": ["0", "abc", "100000"], "--workers": ["-1"],
                         "--stop-after": ["0"], "--device": ["tpu", "cuda:99"],
+                        "--seed": ["-1", "9" * 30],
                         "--data": ["nosuch", "folder:/nonexistent", HUGE]}.items():
         for value in values:
             add(f"train {opt} {value[:20]!r}", *train, opt, value)
@@ -637,6 +663,7 @@ def cases(fx: Path) -> list[Case]:
     add("store upgrade on a foreign db", "store", "upgrade", "--storage", "foreign.db",
         setup=foreign_copy)
     for opt, values in {"--samples": ["0", "-1", "100000"], "--candidates": ["0", "-1"],
+                        "--seed": ["-1"],
                         "--space": ["nosuch", f["binary.bin"], f["bomb.yaml"]],
                         "--backend": ["nosuch"], "--threads": ["99999"], "--batch": ["0"],
                         "--set": ["nokey", "colour=red"]}.items():

@@ -416,6 +416,7 @@ def test_search_refuses_huge_budgets_and_worker_counts(tmp_path, capsys, args, n
     (["--flops-target", "1e400"], "FLOPs target '1e400' is not a finite number"),
     (["--name", ""], "a study name must be 1 to 200"),
     (["--name", "a\x1b[31mb"], "a study name must be 1 to 200"),
+    (["--base", "nosuch"], "'nosuch' is neither a preset"),
 ])
 def test_ablate_checks_names_and_targets_before_any_work(tmp_path, capsys, args, needle):
     db = tmp_path / "a.db"
@@ -423,3 +424,62 @@ def test_ablate_checks_names_and_targets_before_any_work(tmp_path, capsys, args,
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err  # no "Data: ..."
     assert not db.exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--data", "folder:/nonexistent"], "data folder /nonexistent does not exist"),
+    (["--plot", "nosuch/x.png"], "nosuch does not exist"),
+])
+def test_fidelity_checks_device_data_and_plot_before_training(tmp_path, capsys, args, needle):
+    store = tmp_path / "s.db"
+    _store_without_the_study(store)
+    before = store.read_bytes()
+    assert main(["fidelity", "someone-else", "--storage", str(store), *args]) == 1
+    assert needle in _one_short_line(capsys)
+    assert store.read_bytes() == before
+
+
+@pytest.mark.parametrize("factor", [float("nan"), float("inf")])
+def test_fidelity_epochs_factor_must_be_finite(factor):
+    from edgeexplore.evaluation.fidelity import long_spec
+
+    with pytest.raises(EdgeExploreError, match="--epochs-factor must be above 1"):
+        long_spec("any", "longer-proxy", factor, None, None)
+
+
+def test_train_checks_the_device_before_writing_the_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "edgevit_xxs", "--data", "synthetic", "-o", str(run),
+                 "--device", "tpu"]) == 1
+    assert "unknown device 'tpu'" in _one_short_line(capsys)
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--batch", "100000000"], "--batch must be at most 4096"),
+    (["--threads", "99999"], "threads must be at most"),
+    (["--opset", "1000"], "--opset must be at most"),
+])
+def test_export_caps_batch_threads_and_opset(tmp_path, capsys, args, needle):
+    out = tmp_path / "x.onnx"
+    assert main(["export", "edgevit_xxs", "-o", str(out), *args]) == 1
+    assert needle in _one_short_line(capsys)
+    assert not out.exists()
+
+
+def test_evaluate_a_text_file_is_not_a_checkpoint(tmp_path, capsys):
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, not a checkpoint\n")
+    assert main(["evaluate", str(text), "--data", "synthetic"]) == 1
+    assert f"cannot read {text} as a PyTorch checkpoint: not a checkpoint file" in (
+        _one_short_line(capsys))
+
+
+def test_copy_study_of_a_missing_study_creates_no_store(tmp_path, capsys):
+    source = tmp_path / "s.db"
+    _store_without_the_study(source)
+    assert main(["copy-study", "nosuch", "--from", str(source), "--to",
+                 str(tmp_path / "new.db")]) == 1
+    assert "holds no study named 'nosuch'" in _one_short_line(capsys)
+    assert not (tmp_path / "new.db").exists()

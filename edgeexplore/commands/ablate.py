@@ -200,6 +200,10 @@ def ablate(
         from ..study_summary import check_study_name
 
         check_study_name(name)
+    if base is not None:  # the same: a wrong base is said before any work
+        from ..config import resolve_arch
+
+        resolve_arch(base)
     if flops_target is not None:  # refused now, not after loading the data and opening the store
         from ..ablation import parse_flops
 

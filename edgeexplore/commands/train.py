@@ -92,6 +92,10 @@ def train_cmd(arch, data, output, recipe_name, epochs, batch_size, lr, warmup_ep
     """
     from ..training.recipe import load_recipe
 
+    if device is not None:  # "tpu" is refused now, not after the run folder is written
+        from ..training.proxy import resolve_device
+
+        resolve_device(device)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "warmup_epochs": warmup_epochs, "resolution": resolution, "workers": workers}
     if resume:
