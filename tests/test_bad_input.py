@@ -108,6 +108,7 @@ def test_convert_refuses_a_missing_output_folder(tmp_path, capsys):
 def test_measure_caps_batch_and_threads(tmp_path, capsys, args, needle):
     assert main(["measure", "edgevit_xxs", "--storage", str(tmp_path / "m.db"), *args]) == 1
     assert needle in _one_line_error(capsys)
+    assert not (tmp_path / "m.db").exists()  # refused before the cache is created
 
 
 def test_thread_cap_scales_with_usable_cores(monkeypatch):
