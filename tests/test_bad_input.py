@@ -460,6 +460,7 @@ def test_train_checks_the_device_before_writing_the_run(tmp_path, capsys):
 @pytest.mark.parametrize(("args", "needle"), [
     (["--batch", "100000000"], "--batch must be at most 4096"),
     (["--threads", "99999"], "threads must be at most"),
+    (["--threads", "99999", "--no-time"], "threads must be at most"),
     (["--opset", "1000"], "--opset must be at most"),
 ])
 def test_export_caps_batch_threads_and_opset(tmp_path, capsys, args, needle):

@@ -134,8 +134,7 @@ def export_cmd(
 
     if batch > MAX_BATCH:  # the example input is allocated whole
         raise ConfigError(f"--batch must be at most {MAX_BATCH}, not {batch}")
-    if timing:
-        check_threads(threads)
+    check_threads(threads)  # even with --no-time: 99999 is a typo either way
     model, weights, name = load_source(source, arch, resolution)
     h, w = parse_resolution(resolution) if resolution is not None else model.arch.resolution
     shape = (batch, model.arch.in_chans, h, w)
