@@ -8,6 +8,7 @@ exit with status 1; ``--debug`` shows the traceback of anything.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 import click
@@ -52,6 +53,20 @@ for _name in COMMAND_MODULES:
         cli.add_command(_command)
 
 
+#: the longest run of non-blank characters an error message prints whole
+MAX_WORD = 200
+_LONG_WORD = re.compile(rf"\S{{{MAX_WORD + 1},}}")
+
+
+def sentence(message: str) -> str:
+    """``message`` as one printable line: control characters (a name or path given with an escape
+    sequence, a carriage return) shown escaped, and a word longer than :data:`MAX_WORD` (a
+    100,000-character argument echoed back) shortened to its ends and its length."""
+    message = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+    return _LONG_WORD.sub(lambda m: f"{m[0][:100]}...{m[0][-40:]} ({len(m[0])} characters)",
+                          message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning user errors into one line on stderr and exit status 1."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -67,17 +82,26 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         if debug:
             raise
+        e.message = sentence(e.message)
         e.show()
         return e.exit_code
     except EdgeExploreError as e:
         if debug:
             raise
-        click.echo(f"Error: {e}", err=True)
+        click.echo(f"Error: {sentence(str(e))}", err=True)
+        return 1
+    except OSError as e:
+        # a file the user named that the system refuses: a name too long, no permission, a
+        # read-only file system (a bug is an OSError without a file name, kept as a traceback)
+        if debug or e.filename is None:
+            raise
+        click.echo(f"Error: {sentence(f'cannot use {e.filename} ({e.strerror})')}", err=True)
         return 1
     except DatabaseError as e:  # e.g. a disk that filled up mid-write: the transaction rolled back
         if debug:
             raise
-        click.echo(f"Error: the database refused an operation: {error_reason(e)}", err=True)
+        click.echo(f"Error: the database refused an operation: {sentence(error_reason(e))}",
+                   err=True)
         return 1
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -88,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug or type(e).__name__ != "StorageInternalError" or not isinstance(
                 e.__cause__, DatabaseError):
             raise
-        click.echo(f"Error: the database refused an operation: {error_reason(e.__cause__)}",
-                   err=True)
+        click.echo("Error: the database refused an operation: "
+                   f"{sentence(error_reason(e.__cause__))}", err=True)
         return 1
     return 0
 

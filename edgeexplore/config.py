@@ -30,6 +30,8 @@ NUM_STAGES = 4
 #: zero or six) is caught here instead of by an out-of-memory error while building
 MAX_DEPTH = 64
 MAX_WIDTH = 8192
+#: more classes than any image data set has (ImageNet-21k: 21,841): a typo, not a head to build
+MAX_CLASSES = 100_000
 #: the same for an input side (pixels)
 MAX_SIDE = 4096
 #: Total downsampling of the pyramid (4× stem, then three 2× downsamplers): input sides must be
@@ -154,6 +156,9 @@ class ArchConfig:
         object.__setattr__(self, "resolution", parse_resolution(self.resolution))
         if not _is_int(self.num_classes) or self.num_classes < 0:
             raise ConfigError(f"num_classes must be a non-negative integer, not {self.num_classes!r}")
+        if self.num_classes > MAX_CLASSES:
+            raise ConfigError(f"num_classes {self.num_classes} is more than an architecture may "
+                              f"have ({MAX_CLASSES})")
         if not _is_int(self.in_chans) or self.in_chans < 1:
             raise ConfigError(f"in_chans must be a positive integer, not {self.in_chans!r}")
         if isinstance(self.drop_path_rate, bool) or not isinstance(self.drop_path_rate, (int, float)) \
@@ -228,6 +233,8 @@ class ArchConfig:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"not valid JSON: {e.msg} at line {e.lineno}") from None
+        except RecursionError:  # the decoder recurses once per nested array or object
+            raise ConfigError("not valid JSON: nested too deeply") from None
         return cls.from_dict(data)
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -107,6 +108,7 @@ def test_convert_refuses_a_missing_output_folder(tmp_path, capsys):
 def test_measure_caps_batch_and_threads(tmp_path, capsys, args, needle):
     assert main(["measure", "edgevit_xxs", "--storage", str(tmp_path / "m.db"), *args]) == 1
     assert needle in _one_line_error(capsys)
+    assert not (tmp_path / "m.db").exists()  # refused before the cache is created
 
 
 def test_thread_cap_scales_with_usable_cores(monkeypatch):
@@ -282,3 +284,204 @@ def test_search_in_a_read_only_folder_is_one_sentence(tmp_path, capsys):
         assert main(args) == 1
         assert f"folder {folder} is not writable" in _one_line_error(capsys)
     assert list(folder.iterdir()) == []
+
+
+# -- the whole-sweep findings (benchmarks/bad_input_sweep.py) ------------------------------------
+
+
+def _one_short_line(capsys, limit: int = 1000) -> str:
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err, err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("Usage:", "Try '"))]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and len(lines[0]) <= limit, err[:2000]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [
+    ["trials", "list", "--storage"], ["spaces"], ["measure"], ["search"],
+])
+def test_a_file_name_too_long_is_one_short_sentence(capsys, command):
+    """The system's ENAMETOOLONG was a traceback; the 100k-character name is shortened."""
+    assert main([*command, "x" * 100_000]) == 1
+    assert "(100000 characters)" in _one_short_line(capsys)
+
+
+def test_a_huge_argument_is_echoed_shortened(tmp_path, capsys):
+    _store_without_the_study(tmp_path / "s.db")
+    for args in (["trials", "list", "--study", "y" * 100_000],
+                 ["trials", "show", "9" * 100_000]):
+        assert main([*args, "--storage", str(tmp_path / "s.db")]) in (1, 2)
+        assert "characters)" in _one_short_line(capsys)
+
+
+def test_control_characters_in_an_error_are_escaped(tmp_path, capsys):
+    name = "a\x1b[31mred\rb"
+    assert main(["trials", "list", "--storage", str(tmp_path / name)]) == 1
+    line = _one_short_line(capsys)
+    assert "\x1b" not in line and "\r" not in line and "a\\x1b[31mred\\rb" in line
+
+
+def test_an_unwritable_output_file_is_one_sentence(tmp_path, capsys):
+    out = tmp_path / "out.onnx"
+    out.write_text("keep me\n")
+    with _read_only(out):
+        assert main(["export", "edgevit_xxs", "--resolution", "32", "-o", str(out),
+                     "--no-time"]) == 1
+        assert f"cannot use {out}" in _one_short_line(capsys)
+    assert out.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("command", [["predictor", "show"], ["predictor", "check", "edgevit_xxs"]])
+def test_predictor_reads_never_create_a_store(tmp_path, capsys, command):
+    db = tmp_path / "nosuch.db"
+    assert main([*command, "--storage", str(db)]) == 1
+    assert f"no database at {db}" in _one_short_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["trials", "list", "--limit", "9" * 30], "--limit"),
+    (["trials", "rerun", str(2**70)], f"no trial with id {2**70}"),
+    (["trials", "rerun", "1", "--seed", "9" * 30], "--seed"),
+])
+def test_integers_past_what_sqlite_and_seeds_take(tmp_path, capsys, args, needle):
+    store = tmp_path / "s.db"
+    _store_without_the_study(store)
+    before = store.read_bytes()
+    assert main([*args, "--storage", str(store)]) in (1, 2)
+    assert needle in _one_short_line(capsys)
+    assert store.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [["delete", "someone-else"],
+                                     ["rename", "someone-else", "new"]])
+def test_studies_question_with_no_answer_is_a_sentence(tmp_path, capsys, monkeypatch, command):
+    """stdin closed (a script without --yes): click's Abort printed "Interrupted." (exit 130)."""
+    store = tmp_path / "s.db"
+    _store_without_the_study(store)
+    before = store.read_bytes()
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["studies", *command, "--storage", str(store)]) == 1
+    assert "pass --yes" in _one_short_line(capsys)
+    assert store.read_bytes() == before
+
+
+@pytest.mark.parametrize("new", ["a\x1b[31mb", "n" * 201])
+def test_studies_rename_keeps_the_study_name_rule(tmp_path, capsys, new):
+    store = tmp_path / "s.db"
+    _store_without_the_study(store)
+    before = store.read_bytes()
+    assert main(["studies", "rename", "someone-else", new, "--yes", "--storage", str(store)]) == 1
+    assert "a study name must be 1 to 200 printable characters" in _one_short_line(capsys)
+    assert store.read_bytes() == before
+
+
+def test_deeply_nested_yaml_and_json_are_one_sentence(tmp_path, capsys):
+    space = tmp_path / "deep.yaml"
+    space.write_text("a: " + "[" * 20_000 + "]" * 20_000 + "\n")
+    assert main(["spaces", str(space)]) == 1
+    assert "nested too deeply" in _one_short_line(capsys)
+    arch = tmp_path / "deep.json"
+    arch.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["measure", str(arch), "--no-latency"]) == 1
+    assert "nested too deeply" in _one_short_line(capsys)
+
+
+def test_measure_caps_the_class_count(capsys):
+    assert main(["measure", "edgevit_xxs", "--no-latency", "--classes", "1000000000"]) == 1
+    assert "num_classes 1000000000 is more than an architecture may have" in (
+        _one_short_line(capsys))
+
+
+def test_a_space_past_the_stage_bounds_is_refused_when_read(tmp_path, capsys):
+    space = tmp_path / "deep.yaml"
+    space.write_text("resolution: 32\nhead_dim: 8\nstages:\n" + "  - {depth: 100000, heads: 1}\n"
+                     + "  - {depth: 1, heads: 1}\n" * 3)
+    assert main(["spaces", str(space)]) == 1
+    assert "depth: 100000 is more than a stage may have (64)" in _one_short_line(capsys)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--budget", "9" * 100_000], "is neither a trial count"),
+    (["--budget", "1", "--workers", "100000"], "--workers must be at most"),
+])
+def test_search_refuses_huge_budgets_and_worker_counts(tmp_path, capsys, args, needle):
+    db = tmp_path / "s.db"
+    assert main(["search", str(_tiny(tmp_path)), "--storage", str(db), "--quiet", *args]) == 1
+    assert needle in _one_short_line(capsys)
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--flops-target", "abc"], "FLOPs target 'abc' is not a number"),
+    (["--flops-target", "1e400"], "FLOPs target '1e400' is not a finite number"),
+    (["--name", ""], "a study name must be 1 to 200"),
+    (["--name", "a\x1b[31mb"], "a study name must be 1 to 200"),
+    (["--base", "nosuch"], "'nosuch' is neither a preset"),
+])
+def test_ablate_checks_names_and_targets_before_any_work(tmp_path, capsys, args, needle):
+    db = tmp_path / "a.db"
+    assert main(["ablate", "local-agg", "--quick", "--storage", str(db), *args]) == 1
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err  # no "Data: ..."
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--data", "folder:/nonexistent"], "data folder /nonexistent does not exist"),
+    (["--plot", "nosuch/x.png"], "nosuch does not exist"),
+])
+def test_fidelity_checks_device_data_and_plot_before_training(tmp_path, capsys, args, needle):
+    store = tmp_path / "s.db"
+    _store_without_the_study(store)
+    before = store.read_bytes()
+    assert main(["fidelity", "someone-else", "--storage", str(store), *args]) == 1
+    assert needle in _one_short_line(capsys)
+    assert store.read_bytes() == before
+
+
+@pytest.mark.parametrize("factor", [float("nan"), float("inf")])
+def test_fidelity_epochs_factor_must_be_finite(factor):
+    from edgeexplore.evaluation.fidelity import long_spec
+
+    with pytest.raises(EdgeExploreError, match="--epochs-factor must be above 1"):
+        long_spec("any", "longer-proxy", factor, None, None)
+
+
+def test_train_checks_the_device_before_writing_the_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "edgevit_xxs", "--data", "synthetic", "-o", str(run),
+                 "--device", "tpu"]) == 1
+    assert "unknown device 'tpu'" in _one_short_line(capsys)
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--batch", "100000000"], "--batch must be at most 4096"),
+    (["--threads", "99999"], "threads must be at most"),
+    (["--threads", "99999", "--no-time"], "threads must be at most"),
+    (["--opset", "1000"], "--opset must be at most"),
+])
+def test_export_caps_batch_threads_and_opset(tmp_path, capsys, args, needle):
+    out = tmp_path / "x.onnx"
+    assert main(["export", "edgevit_xxs", "-o", str(out), *args]) == 1
+    assert needle in _one_short_line(capsys)
+    assert not out.exists()
+
+
+def test_evaluate_a_text_file_is_not_a_checkpoint(tmp_path, capsys):
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, not a checkpoint\n")
+    assert main(["evaluate", str(text), "--data", "synthetic"]) == 1
+    assert f"cannot read {text} as a PyTorch checkpoint: not a checkpoint file" in (
+        _one_short_line(capsys))
+
+
+def test_copy_study_of_a_missing_study_creates_no_store(tmp_path, capsys):
+    source = tmp_path / "s.db"
+    _store_without_the_study(source)
+    assert main(["copy-study", "nosuch", "--from", str(source), "--to",
+                 str(tmp_path / "new.db")]) == 1
+    assert "holds no study named 'nosuch'" in _one_short_line(capsys)
+    assert not (tmp_path / "new.db").exists()

@@ -529,3 +529,38 @@ def test_pareto_where_on_architecture_fields_sees_only_the_filtered_trials_backe
     result = query.pareto_front(where='stage3.block == "lgl"', storage=url)
     assert len(result.values) == len(query.list_trials(
         where='stage3.block == "lgl" and state == "complete"', storage=url))
+
+
+# -- outputs never replace the store, and --noise is checked ----------------------------------
+
+
+@pytest.mark.parametrize("args", [["trials", "export", "-o"], ["trials", "show", "1",
+                                                               "--save-config"]])
+def test_an_output_over_the_store_is_refused(filled, tmp_path, capsys, args):
+    import sqlite3
+
+    from edgeexplore.cli import main
+
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(filled.path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)  # the fixture's store is in WAL mode: a file copy misses rows
+    before = copy.read_bytes()
+    assert main([*args, str(copy), "--storage", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert f"{copy} is the database the trials are read from" in err and err.count("\n") == 1
+    assert copy.read_bytes() == before
+
+
+@pytest.mark.parametrize(("noise", "needle"), [
+    ("accuracy=-1", "a spread is a finite number, 0 or more"),
+    ("accuracy=nan", "a spread is a finite number, 0 or more"),
+    ("inf", "a spread is a finite number, 0 or more"),
+    ("colour=1", "'colour' is not an objective here (objectives: accuracy, latency_ms)"),
+])
+def test_pareto_refuses_a_spread_that_means_nothing(filled, capsys, noise, needle):
+    from edgeexplore.cli import main
+
+    assert main(["pareto", "--study", "alpha", "--no-presets", "--storage", filled.url,
+                 "--noise", noise]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err

@@ -21,6 +21,7 @@ The winner is confirmed with a real count; the result records base → matched d
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ def parse_flops(value: Any) -> int:
         num, unit = float(m.group(1)), m.group(2).upper()
         if not unit and num < 1000:
             unit = "G"
+    if not math.isfinite(num * _UNITS[unit]):
+        raise ConfigError(f"FLOPs target {value!r} is not a finite number")
     flops = round(num * _UNITS[unit])
     if flops <= 0:
         raise ConfigError(f"FLOPs target must be positive, not {value!r}")

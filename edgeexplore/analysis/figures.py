@@ -26,6 +26,9 @@ def plot_path(path: str | Path, page: bool = True) -> Path:
     if path.suffix.lower() not in IMAGES + (PAGES if page else ()):
         kinds = "a .png, .svg, .pdf or .html file" if page else "a .png, .svg or .pdf file"
         raise EdgeExploreError(f"cannot plot to {path.name}: use {kinds}")
+    folder = path.expanduser().resolve().parent
+    if not folder.is_dir():  # said before the work the plot shows, not after it
+        raise EdgeExploreError(f"cannot plot to {path}: folder {folder} does not exist")
     return path
 
 

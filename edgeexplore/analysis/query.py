@@ -396,6 +396,7 @@ def export_trials(
     # one rule for every CSV/JSON the program writes (nested values stay JSON text in CSV)
     text = to_csv(rows, keys) if format == "csv" else to_json(rows, keys)
     if output is not None:
+        db.refuse_overwriting(output, storage)
         try:
             Path(output).write_text(text, encoding="utf-8")
         except OSError as e:

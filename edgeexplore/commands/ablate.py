@@ -196,6 +196,18 @@ def ablate(
     resumes where it stopped. The table gives params, FLOPs, latency, top-1 mean ± std over
     seeds, the difference from the baseline and a paired t-test over seeds.
     """
+    if name is not None:  # stored as study "ablation:NAME": the rule of study names
+        from ..study_summary import check_study_name
+
+        check_study_name(name)
+    if base is not None:  # the same: a wrong base is said before any work
+        from ..config import resolve_arch
+
+        resolve_arch(base)
+    if flops_target is not None:  # refused now, not after loading the data and opening the store
+        from ..ablation import parse_flops
+
+        parse_flops(flops_target)
     recipe = {}
     if batch_size is not None:
         recipe["batch_size"] = batch_size

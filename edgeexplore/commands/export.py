@@ -124,6 +124,17 @@ def export_cmd(
         raise EdgeExploreError(f"the output folder {output.parent} does not exist")
     if opset is not None and fmt != "onnx":
         raise ConfigError(f"--opset applies to --format onnx only, not {fmt}")
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as max_opset
+
+    if opset is not None and opset > max_opset:
+        raise ConfigError(f"--opset must be at most {max_opset} (the newest this PyTorch's ONNX "
+                          f"exporter writes), not {opset}")
+    from ..latency.base import check_threads
+    from ..latency.measure import MAX_BATCH
+
+    if batch > MAX_BATCH:  # the example input is allocated whole
+        raise ConfigError(f"--batch must be at most {MAX_BATCH}, not {batch}")
+    check_threads(threads)  # even with --no-time: 99999 is a typo either way
     model, weights, name = load_source(source, arch, resolution)
     h, w = parse_resolution(resolution) if resolution is not None else model.arch.resolution
     shape = (batch, model.arch.in_chans, h, w)

@@ -61,6 +61,14 @@ def fidelity_cmd(study, top, recipe, epochs_factor, data, output, plot_path, dev
 
     if plot_path:
         check_plot(plot_path, page=False)  # a wrong name fails now, not after the trainings
+    if device is not None:  # so are a device and data that cannot be used
+        from ..training.proxy import resolve_device
+
+        resolve_device(device)
+    if data:
+        from ..data import check_spec
+
+        check_spec(data)
     trials = analysis.choose_trials(study, top, storage)
     spec = training.long_spec(study, recipe, epochs_factor, data, storage)
     # progress on stderr where stdout is a document for programs

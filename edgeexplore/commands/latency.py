@@ -138,10 +138,12 @@ def measure_cmd(arch: str, resolution: str | None, num_classes: int | None, back
     cost = count_cost(cfg)
     m = None
     if not no_latency:
-        from ..latency import measure_arch
+        from ..latency import check_backend, measure_arch
         from ..store import open_store
 
         extra = parse_settings(settings, backend)
+        # a bad batch, thread count or backend is refused before the store is created
+        check_backend(backend, batch=batch, threads=threads, **extra)
         status = None if fmt != "table" else _console(stderr=True).status(
             f"measuring on {backend} (batch {batch})...")
         if status is not None:

@@ -22,6 +22,11 @@ FORMATS = ("table", "csv", "json")
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
+#: the largest integer SQLite stores (a --limit past it cannot be bound)
+MAX_SQL_INT = 2**63 - 1
+#: a seed every generator takes (NumPy's and Optuna's samplers stop at 2**32 - 1)
+SEED = click.IntRange(0, 2**32 - 1)
+
 
 def storage_option(purpose: str = "") -> Decorator:
     """``--storage``; ``purpose`` says what the command keeps there when it is not the results."""
@@ -52,7 +57,7 @@ def json_alias(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def limit_option(default: int | None = None, what: str = "rows") -> Decorator:
     return click.option(
-        "--limit", type=click.IntRange(min=0), default=default, metavar="N",
+        "--limit", type=click.IntRange(0, MAX_SQL_INT), default=default, metavar="N",
         show_default=default is not None,
         help=f"Show at most N {what}; 0 for all.",
     )

@@ -13,7 +13,7 @@ import click
 from ..config import resolve_arch
 from ..errors import EdgeExploreError
 from .latency import parse_settings
-from .options import console, format_option, storage_option
+from .options import SEED, console, format_option, storage_option
 from .output import Column, emit
 
 
@@ -38,10 +38,12 @@ def _backend_options(f: Any) -> Any:
     return f
 
 
-def _store(storage: str | None) -> Any:
+def _store(storage: str | None, *, create: bool = True) -> Any:
+    """The store; ``create=False`` (show, check: they need a fitted predictor) refuses a missing
+    file or one without our tables instead of making a new store there."""
     from ..store import open_store
 
-    return open_store(storage) if storage else open_store()
+    return open_store(storage, create=create)
 
 
 @click.group("predictor")
@@ -62,7 +64,8 @@ def predictor_group() -> None:
               help="Architectures to measure in all (those measured for it before count).")
 @click.option("--candidates", type=int, default=300, show_default=True,
               help="Random architectures of the space to choose them from.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the candidates.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the candidates.")
 @_backend_options
 @storage_option("Latency cache and predictor")
 def fit_cmd(space: str, samples: int, candidates: int, seed: int, backend: str,
@@ -109,7 +112,7 @@ def show_cmd(storage: str | None, fmt: str) -> None:
     from ..store import latency as tables
 
     rows = []
-    for p in tables.list_predictors(_store(storage)):
+    for p in tables.list_predictors(_store(storage, create=False)):
         for method, r in p["report"]["candidates"].items():
             rows.append({"backend": p["backend"], "settings": json.loads(p["settings"]),
                          "batch": p["batch"], "device": p["device"], "method": method,
@@ -138,7 +141,7 @@ def check_cmd(archs: tuple[str, ...], backend: str, threads: int | None, batch: 
     from ..latency import measure_arch
     from ..latency.device_predictor import load_predictor
 
-    store = _store(storage)
+    store = _store(storage, create=False)
     values = parse_settings(settings)
     pred = load_predictor(backend, batch=batch, threads=threads, store=store, **values)
     if pred is None:

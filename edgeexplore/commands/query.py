@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,9 @@ def trials_show(trial_id: int, fmt: str, save_config: Path | None, storage: str 
     """Everything stored about one trial: stages, metrics, latency, curve, environment."""
     t = query.get_trial(trial_id, storage=storage)
     if save_config is not None:
+        from ..store import db
+
+        db.refuse_overwriting(save_config, storage)
         _save_config(t, save_config)
         # on stderr, so `--format json` output stays one JSON document
         click.echo(f"Saved the architecture of trial {t.id} to {save_config}.", err=True)
@@ -286,16 +290,22 @@ def pareto_cmd(studies: tuple[str, ...], objectives: str | None, backend: str | 
     """
     if plot_path:
         plot_file(plot_path)  # a wrong name fails now, not after measuring the presets
+    noise_of = _parse_noise(noise) if noise else None
     result = query.pareto_front(
         study=list(studies) or None, objectives=objectives, backend=backend, where=where,
         presets=presets, storage=storage,
     )
+    if noise_of:
+        names = [o.name for o in result.objectives]
+        unknown = sorted(set(noise_of) - set(names))
+        if unknown:
+            raise click.BadParameter(f"{unknown[0]!r} is not an objective here (objectives: "
+                                     f"{', '.join(names)})", param_hint="--noise")
     place_presets(result.preset_requests, train=train_presets, storage=storage)
-    if noise:
+    if noise_of:
         from ..analysis.pareto import within_noise
 
-        result.noisy = within_noise(result.values, result.objectives, result.on_front,
-                                    _parse_noise(noise))
+        result.noisy = within_noise(result.values, result.objectives, result.on_front, noise_of)
     if plot_path:
         from ..analysis.pareto import plot
 
@@ -323,9 +333,13 @@ def _parse_noise(text: str) -> dict[str, float]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.rpartition("=")
         try:
-            out[name.strip() or "accuracy"] = float(value)
+            number = float(value)
         except ValueError:
             raise click.BadParameter(f"{part!r} is not NAME=NUMBER", param_hint="--noise") from None
+        if not math.isfinite(number) or number < 0:
+            raise click.BadParameter(f"{part!r}: a spread is a finite number, 0 or more",
+                                     param_hint="--noise")
+        out[name.strip() or "accuracy"] = number
     return out
 
 

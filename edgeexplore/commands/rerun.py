@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .options import storage_option
+from .options import SEED, storage_option
 from .search import _trial_line
 
 
 @click.command("rerun")
 @click.argument("trial_id", type=int, metavar="ID")
-@click.option("--seed", type=click.IntRange(min=0), default=None,
+@click.option("--seed", type=SEED, default=None,
               help="Training seed (default: the trial's own when it has no result, e.g. an "
                    "interrupted trial; else the trial's seed + 1).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -14,8 +14,8 @@ from ..errors import EdgeExploreError
 from ..evaluation.outcome import INTERRUPTED
 from ..store import db
 from ..units import duration, format_values, human_count
+from .options import SEED, format_option, storage_option
 from .options import console as make_console
-from .options import format_option, storage_option
 from .output import Column, emit
 
 
@@ -135,7 +135,7 @@ def _arch_text(url: str, arch_hash: str | None) -> str:
 @click.option("--retries", default=1, show_default=True, type=int,
               help="Times a trial whose worker died (killed, out of memory, host lost) is run "
                    "again with the same architecture.")
-@click.option("--seed", default=None, type=click.IntRange(min=0),
+@click.option("--seed", default=None, type=SEED,
               help="Training and sampler seed (default: the recipe's).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars, only the summary.")
 def search(study: str | None, budget: str | None, max_trials: int | None, name: str | None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, EdgeExploreError
-from .options import format_option, json_alias, storage_option
+from .options import SEED, format_option, json_alias, storage_option
 from .output import Column, emit
 
 
@@ -65,7 +65,7 @@ def resolve_train_arch(spec: str, storage: str | None):
 @click.option("--resolution", default=None, metavar="N|HxW", help="Training resolution.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Data-loading workers per process (overrides the recipe).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--resume", is_flag=True,
               help="Continue the run in --output from its last checkpoint (its own settings).")
 @click.option("--stop-after", type=click.IntRange(min=1), default=None, metavar="EPOCH",
@@ -92,6 +92,10 @@ def train_cmd(arch, data, output, recipe_name, epochs, batch_size, lr, warmup_ep
     """
     from ..training.recipe import load_recipe
 
+    if device is not None:  # "tpu" is refused now, not after the run folder is written
+        from ..training.proxy import resolve_device
+
+        resolve_device(device)
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                  "warmup_epochs": warmup_epochs, "resolution": resolution, "workers": workers}
     if resume:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import parse_resolution
-from ..errors import ConfigError
+from ..errors import ConfigError, EdgeExploreError
 from . import synthetic
 from .bundle import DataBundle, Split, TensorSplit, augment_batch, channel_stats, normalise_batch
 from .folders import StreamSplit, cache_root, extract_cifar10, find_cifar10_archive, load_folder
@@ -110,6 +110,14 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     if kind == "folder" and not path:
         raise ConfigError(f"data spec {spec!r}: give the folder, as 'folder:PATH'")
     return kind, path, options
+
+
+def check_spec(spec: str) -> None:
+    """Refuse ``spec`` without loading anything: a malformed spec, or a folder that is not
+    there (for commands that would otherwise find out only after other work)."""
+    kind, path, _ = parse_spec(spec)
+    if kind == "folder" and path and not Path(path).expanduser().is_dir():
+        raise EdgeExploreError(f"data folder {path} does not exist")
 
 
 def _positive(name: str, value: int | None) -> int | None:

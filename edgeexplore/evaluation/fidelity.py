@@ -10,6 +10,7 @@ checkpoint).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,7 @@ def long_spec(study: str, recipe: str, epochs_factor: float, data: str | None,
         if not data:
             raise ConfigError("a full-training --recipe needs --data (as `edgeexplore train`)")
         return TrainingSpec.full(load_recipe(recipe), data, 0)
-    if epochs_factor <= 1:
+    if not math.isfinite(epochs_factor) or epochs_factor <= 1:
         raise ConfigError(f"--epochs-factor must be above 1 for a longer proxy, not {epochs_factor}")
     t = _study_training([study], storage)
     if t is None or not (t.get("data") or {}).get("spec"):

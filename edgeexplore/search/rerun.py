@@ -58,7 +58,8 @@ def plan_rerun(trial_id: int, storage: str | None, seed: int | None
     """The study, architecture, training and latency of a re-run of trial ``trial_id``."""
     url = db.normalise_url(storage)
     with db.session_scope(url) as s:
-        row = s.get(TrialResult, trial_id)
+        # SQLite ids are 64-bit: a larger number cannot be bound, and names no trial anyway
+        row = s.get(TrialResult, trial_id) if -(2**63) <= trial_id < 2**63 else None
         if row is None:
             raise EdgeExploreError(f"no trial with id {trial_id}")
         if row.arch_hash is None:

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 from ..config import (
     DEFAULT_BLOCK,
+    MAX_DEPTH,
+    MAX_WIDTH,
     NUM_STAGES,
     STAGE_STRIDES,
     ArchConfig,
@@ -132,7 +134,8 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _domain(raw: Any, where: str, kind: type, minimum: float | None = None) -> Domain:
+def _domain(raw: Any, where: str, kind: type, minimum: float | None = None,
+            maximum: float | None = None) -> Domain:
     """Parse a scalar, a list or a ``{low, high, step, log}`` / ``{choices}`` mapping."""
 
     def check_value(v: Any) -> Any:
@@ -145,6 +148,8 @@ def _domain(raw: Any, where: str, kind: type, minimum: float | None = None) -> D
             v = float(v)
         if minimum is not None and v < minimum:
             raise ConfigError(f"{where}: {v!r} is below the minimum {minimum:g}")
+        if maximum is not None and v > maximum:  # the architecture's sanity bound, said up front
+            raise ConfigError(f"{where}: {v!r} is more than a stage may have ({maximum:g})")
         return v
 
     if isinstance(raw, dict):
@@ -669,11 +674,12 @@ def _stage(i: int, raw: dict, where: str, shared_hd: bool = False) -> StageSpace
         raise ConfigError(f"{where}: give at most two of width, heads and head_dim")
     st = StageSpace(
         index=i,
-        depth=_domain(raw["depth"], f"{where}.depth", int, minimum=1),
+        depth=_domain(raw["depth"], f"{where}.depth", int, minimum=1, maximum=MAX_DEPTH),
         mlp_ratio=_domain(raw.get("mlp_ratio", 4.0), f"{where}.mlp_ratio", float, minimum=1e-9),
         sample_rate=_domain(raw.get("sample_rate", 1), f"{where}.sample_rate", int, minimum=1),
         blocks=_blocks(raw.get("block", DEFAULT_BLOCK), f"{where}.block"),
-        width=_domain(raw["width"], f"{where}.width", int, minimum=1) if "width" in raw else None,
+        width=(_domain(raw["width"], f"{where}.width", int, minimum=1, maximum=MAX_WIDTH)
+               if "width" in raw else None),
         heads=_domain(raw["heads"], f"{where}.heads", int, minimum=1) if "heads" in raw else None,
         head_dim=(_domain(raw["head_dim"], f"{where}.head_dim", int, minimum=1)
                   if "head_dim" in raw else None),

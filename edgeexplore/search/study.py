@@ -106,7 +106,11 @@ def parse_budget(text: str | int) -> Budget:
     else:
         value = str(text).strip().lower()
     if value.isdigit():
-        n = int(value)
+        try:
+            n = int(value)
+        except ValueError:  # past Python's 4300 digits, or a digit int() does not read ("²")
+            raise ConfigError(f"budget {text!r} is neither a trial count (20) nor a duration "
+                              "(45m, 2h, 90s)") from None
         if n < 1:
             raise ConfigError(f"budget {text!r}: give at least 1 trial")
         return Budget(trials=n)
@@ -567,6 +571,12 @@ def run_study(
     url = db.normalise_url(storage)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
+    from ..latency.base import THREADS_PER_CORE_CAP, usable_cores
+
+    cap = THREADS_PER_CORE_CAP * usable_cores()  # each worker is a process training a network
+    if workers > cap:
+        raise ConfigError(f"--workers must be at most {cap} ({THREADS_PER_CORE_CAP} per usable "
+                          f"core of this machine), not {workers}")
     recipe.check_backends()  # before the store is created or any trial fails on it
     db.check_writable(url)
     if devices and workers != 1:

@@ -64,12 +64,13 @@ def copy_study(name: str, from_url: str, to_url: str) -> CopyReport:
         raise EdgeExploreError(f"--from and --to are the same store ({db.shown(src_url)})")
     # the source is read: it must be a store already (a typo must not create an empty one)
     src_engine = db.open_store(src_url, create=False).engine
-    dst_engine = db.open_store(dst_url).engine
-    src, dst = db.optuna_rdb(src_url, create=False), db.optuna_rdb(dst_url)
+    src = db.optuna_rdb(src_url, create=False)
     src_study = _study_id(src, name)
-    if src_study is None:
+    if src_study is None:  # said before the destination is created
         raise EdgeExploreError(f"{db.shown(src_url)} holds no study named {name!r} "
                                "(see edgeexplore studies)")
+    dst_engine = db.open_store(dst_url).engine
+    dst = db.optuna_rdb(dst_url)
     results = store.TrialResult.__table__
     with dst_engine.connect() as conn:
         ours_there = conn.scalar(select(func.count()).where(results.c.study == name))

@@ -67,6 +67,22 @@ def normalise_url(url: str | None) -> str:
     return url
 
 
+def refuse_overwriting(output: str | Path, url: str | None) -> None:
+    """Refuse to write an output file (an export, a saved config) over the SQLite store ``url``
+    it was read from: the one copy of the results would be gone."""
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    store_path = Path(parsed.database).expanduser()
+    try:
+        same = Path(output).expanduser().exists() and os.path.samefile(output, store_path)
+    except OSError:
+        return
+    if same:
+        raise EdgeExploreError(f"{output} is the database the trials are read from: write to "
+                               "another file")
+
+
 def check_writable(url: str) -> None:
     """Refuse a SQLite file that cannot be written, before a command that writes to it starts:
     SQLite opens it read-only without a word, and the first write then fails deep inside Optuna."""

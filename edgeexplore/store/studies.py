@@ -82,10 +82,11 @@ def delete_study(url: str | None, name: str) -> int:
 
 def rename_study(url: str | None, old: str, new: str) -> int:
     """Rename the study in both stores in one transaction; returns how many trial rows moved."""
+    from ..study_summary import check_study_name
+
     study_size(url, old)
     _check_search_study(new)
-    if not new.strip():
-        raise EdgeExploreError("the new study name is empty")
+    check_study_name(new)  # the rule `search --name` applies: 1-200 printable characters
     with db.session_scope(url) as s:
         if _our_count(s, new) or new in _optuna_names(s):
             raise EdgeExploreError(f"a study named {new!r} already exists; delete it first or "

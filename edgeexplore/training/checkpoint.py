@@ -62,8 +62,11 @@ def load(path: Path) -> dict[str, Any]:
         raise EdgeExploreError(f"checkpoint {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError,
+            IndexError) as exc:
+        # a text file read as a pickle fails on its first byte as a KeyError ("101" for an "e")
+        reason = ("not a checkpoint file" if isinstance(exc, (KeyError, IndexError)) else
+                  str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise EdgeExploreError(f"cannot read {path} as a PyTorch checkpoint: {reason}") from None
     if not isinstance(obj, dict):
         raise EdgeExploreError(f"{path} holds a {type(obj).__name__}, not a state dict")
