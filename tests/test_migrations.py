@@ -99,8 +99,11 @@ def test_every_query_command_answers_on_a_store_written_before_migrations(older)
 
     front = run_json(["pareto", "--study", "tiny", "--format", "json", *s])
     assert [p["id"] for p in front["front"]] == [1]
-    assert {p["name"]: p["latency_ms"] for p in front["presets"]} == {  # from the cache
-        "edgevit_xxs": 3.65517, "edgevit_xs": 5.019134, "edgevit_s": 8.491191}
+    # The store's cached preset timings are of the model as built; latency now times the
+    # deployable (fused) form, whose settings differ, so the presets are timed afresh.
+    presets = {p["name"]: p["latency_ms"] for p in front["presets"]}
+    assert set(presets) == {"edgevit_xxs", "edgevit_xs", "edgevit_s"}
+    assert all(v > 0 for v in presets.values())
 
     report = run_json(["ablation-show", "t", "--format", "json", *s])
     assert report["component"] == "local-agg" and report["flops_target"] == 6_000_000
