@@ -123,17 +123,24 @@ def test_every_query_command_answers_on_a_store_written_before_migrations(older)
     assert {s["name"]: s["n_trials"] for s in json.loads(out.stdout)}["tiny"] == 3
 
 
-def test_the_lut_backend_predicts_from_the_older_stores_table(older):
+def test_the_lut_backend_reads_the_older_stores_table(older):
+    """The older store's lookup table is read after the upgrade, and kept; its units were timed
+    on the model as built, and the backends now time the deployable (fused) form, whose
+    settings differ, so the units are timed afresh beside them instead of being mixed in."""
     base = get_backend("torch-cpu", threads=1).describe_device()
     if device_fingerprint(base) != "a1c9b6116b476f80":
         pytest.skip("the fixture's lookup table was timed on another kind of machine")
+    con = sqlite3.connect(older)
+    before = con.execute("SELECT count(*) FROM latency_lut_units").fetchone()[0]
+    con.close()
     out = run_json(["measure", "edgevit_xxs", "--resolution", "64", "--backend", "lut",
                     "--threads", "1", "--json", "--storage", str(older)])
     extra = out["latency"]["extra"]
-    # every unit and the calibration model come from the table: nothing is timed
-    assert extra["units_timed_now"] == 0 and extra["calibration_models"] == 1
-    assert extra["unit_sum_ms"] == pytest.approx(4.057985)
-    assert out["latency"]["median_ms"] == pytest.approx(5.9149655)
+    assert before > 0 and extra["units_timed_now"] > 0 and out["latency"]["median_ms"] > 0
+    con = sqlite3.connect(older)
+    after = con.execute("SELECT count(*) FROM latency_lut_units").fetchone()[0]
+    con.close()
+    assert after == before + extra["units_timed_now"]
 
 
 def test_a_new_store_has_exactly_the_schema_036ce14_wrote(tmp_path):

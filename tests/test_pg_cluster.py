@@ -9,7 +9,7 @@ from datetime import timedelta
 import optuna
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from tiny import TINY
 
 from edgeexplore import store
@@ -120,7 +120,12 @@ def test_copy_refuses_and_leaves_nothing_half_copied(tmp_path, pg_url, capsys):
     assert main(["copy-study", "s", "--from", str(missing), "--to", pg_url]) == 1
     assert "no database at" in capsys.readouterr().err and not missing.exists()
 
+    engine = create_engine(pg_url)
+    assert inspect(engine).get_table_names() == []  # refused copies made no store there
+    engine.dispose()
+
     # our insert fails at the destination after Optuna's copy: Optuna's study goes too
+    db.open_store(pg_url)
     with create_engine(pg_url).begin() as conn:
         conn.execute(text("CREATE FUNCTION no_rows() RETURNS trigger AS $$ BEGIN "
                           "RAISE EXCEPTION 'no trial results here'; END $$ LANGUAGE plpgsql"))

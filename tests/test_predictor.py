@@ -20,6 +20,7 @@ from edgeexplore.latency.predictor import (
     select_diverse,
 )
 from edgeexplore.search.space import random_configs, resolve_space
+from edgeexplore.store.db import open_store
 
 TOOLS = Path(__file__).parent / "latency_tools"
 
@@ -131,6 +132,7 @@ def test_few_sample_fit_on_a_stand_in_device_end_to_end(tmp_path):
 
 
 def test_check_without_a_fitted_predictor_says_what_to_run(tmp_path):
+    open_store(str(tmp_path / "x.db"))  # a store, with no predictor in it
     result = CliRunner().invoke(cli, ["predictor", "check", "edgevit_xxs", "--storage",
                                       str(tmp_path / "x.db")])
     assert result.exit_code == 1
@@ -138,8 +140,17 @@ def test_check_without_a_fitted_predictor_says_what_to_run(tmp_path):
 
 
 def test_show_on_an_empty_store(tmp_path):
+    open_store(str(tmp_path / "x.db"))
     result = CliRunner().invoke(cli, ["predictor", "show", "--storage", str(tmp_path / "x.db")])
     assert result.exit_code == 0 and "No latency predictor stored yet" in result.output
+
+
+@pytest.mark.parametrize("args", [["show"], ["check", "edgevit_xxs"]])
+def test_reading_predictors_of_a_missing_store_creates_nothing(tmp_path, args):
+    missing = tmp_path / "x.db"
+    result = CliRunner().invoke(cli, ["predictor", *args, "--storage", str(missing)])
+    assert result.exit_code == 1 and "no database at" in str(result.exception)
+    assert not missing.exists()
 
 
 class ParamsDevice:
