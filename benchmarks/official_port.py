@@ -191,8 +191,8 @@ Each round times every (preset, model) pair once for ``--reps`` calls in alterna
 from other processes hits both alike; the ratio of medians is reported per round and overall.
 Both models get the same weights (ours converted from the port's state dict), batch 1, 224².
 Ours is timed as the latency backends time it, in its deployable form (fuse_for_inference,
-README "Deployable form"; ONNX Runtime gets that form's export); the port as the authors' code
-runs it.
+docs/architectures.md, "Deployable form"; ONNX Runtime gets that form's export); the port as
+the authors' code runs it.
 """
 
 
