@@ -6,6 +6,8 @@ and a resolution (64×64: stage maps 16, 8, 4, 2) small enough for 2 CPU cores.
 
 from __future__ import annotations
 
+import torch
+
 from edgeexplore.config import ArchConfig, StageConfig
 
 RES = 64
@@ -43,3 +45,13 @@ def net(name: str, num_classes: int = 5) -> ArchConfig:
                               block=last, options=last_opts))
     return ArchConfig(stages=tuple(stages), num_classes=num_classes, resolution=(RES, RES),
                       macro=macro)
+
+
+def with_bn_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """Give every BatchNorm non-trivial running statistics (fresh ones are the identity in eval
+    mode), so exporting, fusing or comparing eval-mode outputs really checks them."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model

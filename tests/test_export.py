@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from block_nets import NETS, RES, net
+from block_nets import NETS, RES, net, with_bn_statistics
 from click.testing import CliRunner
 
 from edgeexplore.cli import cli, main
@@ -66,11 +66,7 @@ def test_export_times_the_file_with_the_matching_backend(tmp_path):
 @pytest.mark.parametrize("name", list(NETS))
 def test_onnx_for_every_block_kind(tmp_path, name):
     torch.manual_seed(0)
-    model = build(net(name)).eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    model = with_bn_statistics(build(net(name)).eval())
     # 64×96 is off the nominal 64×64: GCC kernels are resized, LSA windows padded
     path = tmp_path / "m.onnx"
     report = export(model, (1, 3, RES, RES + 32), path, "onnx")

@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from block_nets import with_bn_statistics
 
 from edgeexplore.config import ArchConfig, StageConfig
 from edgeexplore.models import build
@@ -39,12 +40,7 @@ def net(name: str) -> ArchConfig:
 @pytest.mark.parametrize("name", list(NETS))
 def test_block_choices_export_to_onnx(name, size):
     torch.manual_seed(0)
-    model = build(net(name)).eval()
-    # non-trivial BatchNorm statistics, so the exported eval-mode BN is really checked
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    model = with_bn_statistics(build(net(name)).eval())
     x = torch.randn(1, 3, *size)
     data = export_onnx(model, x)
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])

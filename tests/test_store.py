@@ -117,6 +117,20 @@ def _open_store_and_record_environment(url: str, barrier, results) -> None:
     results.put(env_id)
 
 
+def _open_together(url: str, n: int) -> tuple[list[int | None], set[int]]:
+    """``n`` processes open the store at ``url`` at one moment; their exit codes, and the
+    environment row ids those that succeeded recorded."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_open_store_and_record_environment, args=(url, barrier, results))
+             for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    return [p.exitcode for p in procs], {results.get(timeout=5) for p in procs if p.exitcode == 0}
+
+
 @pytest.mark.parametrize("start", ["new", "older"])
 def test_processes_opening_a_store_together_all_succeed(tmp_path, start):
     """Four processes open a new file, or a store written before migrations, at the same moment:
@@ -124,16 +138,9 @@ def test_processes_opening_a_store_together_all_succeed(tmp_path, start):
     if start == "older":
         shutil.copy(FIXTURE, tmp_path / "race.db")
     url = f"sqlite:///{tmp_path / 'race.db'}"
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(4), ctx.Queue()
-    procs = [ctx.Process(target=_open_store_and_record_environment, args=(url, barrier, results))
-             for _ in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0] * 4  # no process lost the race with an error
-    assert len({results.get(timeout=5) for _ in procs}) == 1  # one environment row for all
+    exits, env_ids = _open_together(url, 4)
+    assert exits == [0] * 4  # no process lost the race with an error
+    assert len(env_ids) == 1  # one environment row for all
     con = sqlite3.connect(tmp_path / "race.db")
     assert con.execute(f"SELECT version_num FROM {migrate.VERSION_TABLE}").fetchall() == [
         (migrate.head(),)]
@@ -144,16 +151,9 @@ def test_processes_opening_a_store_together_all_succeed(tmp_path, start):
 def test_hosts_opening_a_new_postgresql_database_together_all_succeed(pg_url):
     """Six processes open one new PostgreSQL database at the same moment (hosts starting a study
     together): our tables and Optuna's are created once, and nobody sees "already exists"."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(6), ctx.Queue()
-    procs = [ctx.Process(target=_open_store_and_record_environment, args=(pg_url, barrier, results))
-             for _ in range(6)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0] * 6
-    assert len({results.get(timeout=5) for _ in procs}) == 1
+    exits, env_ids = _open_together(pg_url, 6)
+    assert exits == [0] * 6
+    assert len(env_ids) == 1
     with db.open_store(pg_url).engine.connect() as conn:
         assert migrate.current(conn) == migrate.head()
 

@@ -12,7 +12,7 @@ import warnings
 import pytest
 import timm
 import torch
-from block_nets import NETS, RES, net
+from block_nets import NETS, RES, net, with_bn_statistics
 from timm.models._features import FeatureGetterNet
 from timm.optim import create_optimizer_v2, param_groups_layer_decay
 
@@ -34,12 +34,7 @@ def _arch(name: str):
 @functools.cache
 def _eval_model(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build(_arch(name)).eval()
-    # non-trivial BatchNorm statistics, so eval-mode differences would show
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    model = with_bn_statistics(build(_arch(name)).eval())
     return model
 
 

@@ -477,12 +477,16 @@ def _worker(ctx: _Context) -> list[Outcome]:
             infeasible_run = infeasible_run + 1 if outcome.state == store.INFEASIBLE else 0
             if outcome.state == store.INFEASIBLE:
                 ctx.quota.give_back()
-            if _finished_elsewhere(ostorage, trial_id):
+            try:
+                _tell(study, trial, outcome, recipe.objectives)
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                if not _finished_elsewhere(ostorage, trial_id):
+                    raise
                 # Another worker took this one for dead (its heartbeat went silent past the
                 # grace on a starved machine), failed the trial and queued its retry: Optuna
                 # cannot be told twice, and the retry's result is the one the study keeps.
+                # (Looked up only here: a state read per trial would cost every trial.)
                 continue
-            _tell(study, trial, outcome, recipe.objectives)
             if ctx.report:
                 ctx.report(outcome)
             outcomes.append(outcome)
