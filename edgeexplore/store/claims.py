@@ -66,7 +66,8 @@ def busy_elsewhere(session: Session, arch_hash: str, train_key: str) -> bool:
     """Whether another live process holds the claim now (so a caller with other work to do
     can do that first and reuse this result later)."""
     held = session.get(TrainingClaim, (arch_hash, train_key))
-    if held is None or (held.hostname, held.pid) == tuple(_mine().values()):
+    me = _mine()
+    if held is None or (held.hostname, held.pid) == (me["hostname"], me["pid"]):
         return False
     return not liveness.is_dead(held.hostname, held.pid, held.heartbeat_at)
 
