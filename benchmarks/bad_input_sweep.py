@@ -322,6 +322,10 @@ def cases(fx: Path) -> list[Case]:
         "--to", "new.db")
     add("predictor fit bad space, new store", "predictor", "fit", "--space", "nosuch",
         "--storage", "new.db")
+    add("predictor fit unusable backend, new store", "predictor", "fit", "--backend", "command",
+        "--storage", "new.db")
+    add("predictor fit no samples, new store", "predictor", "fit", "--samples", "0",
+        "--storage", "new.db")
 
     # -- read-only store / folder / output for commands that write
     for cname, cargs in [
@@ -667,7 +671,7 @@ def cases(fx: Path) -> list[Case]:
     add("store upgrade on a foreign db", "store", "upgrade", "--storage", "foreign.db",
         setup=foreign_copy)
     for opt, values in {"--samples": ["0", "-1", "100000"], "--candidates": ["0", "-1"],
-                        "--seed": ["-1"],
+                        "--seed": ["-1"], "--features": ["nosuch", ""],
                         "--space": ["nosuch", f["binary.bin"], f["bomb.yaml"]],
                         "--backend": ["nosuch"], "--threads": ["99999"], "--batch": ["0"],
                         "--set": ["nokey", "colour=red"]}.items():

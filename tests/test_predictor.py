@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -107,6 +108,7 @@ def test_few_sample_fit_on_a_stand_in_device_end_to_end(tmp_path):
     assert {r["method"] for r in rows} == {"additive", "ridge-log", "gbm-log"}
     assert sum(r["chosen"] for r in rows) == 1
     assert all(r["backend"] == "command" and r["n"] == 10 for r in rows)
+    assert all(r["features"] == "analytic" for r in rows)  # auto: a remote device times no units
 
     # architectures it was not trained on: predicted, then measured on the "device"
     others = random_configs(resolve_space("edgevit-tiny"), 60, seed=7)[-3:]
@@ -172,8 +174,8 @@ class ParamsDevice:
         from edgeexplore.latency import Measurement
 
         params = sum(p.numel() for p in model.parameters())
-        ms = 0.5 + params * input_shape[2] * input_shape[3] / 4e8 + 0.02 * len(list(
-            model.modules()))
+        pixels = math.prod(input_shape[2:])  # 1 for a head's (batch, width) input
+        ms = 0.5 + params * pixels / 4e8 + 0.02 * len(list(model.modules()))
         self.timed.append(params)
         return Measurement.from_samples(self.name, [ms], warmup=0, threads=1,
                                         input_shape=input_shape, device=self.describe_device(),
@@ -186,7 +188,7 @@ def test_fit_store_and_refit_from_the_cached_measurements(tiny_archs, tmp_path):
 
     store = open_store(str(tmp_path / "p.db"))
     device = ParamsDevice()
-    pred = fit_device(tiny_archs[:14], 8, backend=device, store=store)
+    pred = fit_device(tiny_archs[:14], 8, backend=device, store=store, features="analytic")
     assert len(device.timed) == 8 and len(pred.archs) == 8
     loaded = load_predictor(device, store=store)
     # refitted, not unpickled: the same training set gives the same model and the same error
@@ -194,7 +196,31 @@ def test_fit_store_and_refit_from_the_cached_measurements(tiny_archs, tmp_path):
     assert loaded.model.method == pred.model.method and loaded.report == pred.report
     assert loaded.predict(tiny_archs[14:17]) == pytest.approx(pred.predict(tiny_archs[14:17]))
     # a later fit with more samples keeps the first eight and measures only the new ones
-    more = fit_device(tiny_archs[:14], 10, backend=device, store=store)
+    more = fit_device(tiny_archs[:14], 10, backend=device, store=store, features="analytic")
     assert len(device.timed) == 10 and more.archs[:8] == pred.archs
     grown = add_measurements(more, tiny_archs[20:21], [3.0], store=store)
     assert len(grown.archs) == 11 and grown.latencies[-1] == 3.0
+
+
+def test_a_units_predictor_times_each_unit_once_and_keeps_its_features(tiny_archs, tmp_path):
+    from edgeexplore.latency.device_predictor import fit_device, load_predictor
+    from edgeexplore.store import open_store
+
+    store = open_store(str(tmp_path / "p.db"))
+    device = ParamsDevice()
+    pred = fit_device(tiny_archs[:14], 8, backend=device, store=store)  # auto: a local backend
+    assert pred.features == "units" and pred.model.method in pred.model.candidates
+    assert set(pred.model.candidates) == {"units-scale", "units-kinds", "additive", "ridge-log",
+                                          "gbm-log"}
+    timed = len(device.timed)
+    assert timed > 8  # the 8 architectures whole, then their units one by one
+    # the stand-in's latency is a sum over what it runs, so the unit sums predict it closely
+    assert pred.report["mape"] < 0.1
+    loaded = load_predictor(device, store=store)  # the units come from the store's table
+    assert len(device.timed) == timed
+    assert loaded.features == "units" and loaded.report == pred.report
+    assert loaded.predict(tiny_archs[14:17]) == pytest.approx(pred.predict(tiny_archs[14:17]))
+    # a remote device gets analytic features unless asked otherwise
+    device.remote = True
+    refit = fit_device(tiny_archs[:14], 8, backend=device, store=store)
+    assert refit.features == "analytic" and "units-scale" not in refit.model.candidates

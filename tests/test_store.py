@@ -6,11 +6,13 @@ import importlib.util
 import multiprocessing
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from edgeexplore import store
 from edgeexplore.config import PRESETS
@@ -145,6 +147,37 @@ def test_processes_opening_a_store_together_all_succeed(tmp_path, start):
     assert con.execute(f"SELECT version_num FROM {migrate.VERSION_TABLE}").fetchall() == [
         (migrate.head(),)]
     con.close()
+
+
+def test_losing_the_race_for_optunas_schema_waits_for_the_winner(url):
+    """A process that loses the race to create Optuna's tables on SQLite ("already exists")
+    tries again after growing pauses until the winner is done, however long it takes within the
+    busy timeout, instead of a few immediate retries that a slow winner outlasts (CI saw that)."""
+    done_at = time.monotonic() + 1.0  # the winner finishes stamping a second from now
+    calls: list[float] = []
+
+    def create():
+        calls.append(time.monotonic())
+        if calls[-1] < done_at:
+            raise OperationalError("CREATE TABLE alembic_version", {}, sqlite3.OperationalError(
+                "table alembic_version already exists"))
+        return "schema"
+
+    assert db.create_schema(url, create) == "schema"
+    assert 2 < len(calls) < 15  # paused between tries, did not spin
+
+
+def test_a_real_schema_error_is_not_retried(url):
+    calls = []
+
+    def create():
+        calls.append(1)
+        raise OperationalError("CREATE TABLE studies", {}, sqlite3.OperationalError(
+            "disk I/O error"))
+
+    with pytest.raises(OperationalError):
+        db.create_schema(url, create)
+    assert len(calls) == 1
 
 
 @pytest.mark.postgres

@@ -12,6 +12,7 @@ import click
 
 from ..config import resolve_arch
 from ..errors import EdgeExploreError
+from ..latency.predictor import FEATURE_CHOICES
 from .latency import parse_settings
 from .options import SEED, console, format_option, storage_option
 from .output import Column, emit
@@ -60,34 +61,43 @@ def predictor_group() -> None:
 @predictor_group.command("fit")
 @click.option("--space", default="edgevit", show_default=True,
               help="Search space (name or YAML path) whose architectures are the candidates.")
-@click.option("--samples", type=int, default=30, show_default=True,
+@click.option("--samples", type=click.IntRange(min=1), default=30, show_default=True,
               help="Architectures to measure in all (those measured for it before count).")
-@click.option("--candidates", type=int, default=300, show_default=True,
+@click.option("--candidates", type=click.IntRange(min=1), default=300, show_default=True,
               help="Random architectures of the space to choose them from.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the candidates.")
+@click.option("--features", type=click.Choice(FEATURE_CHOICES), default="auto",
+              show_default=True,
+              help="units: also time each architecture's units (stem, blocks, head) on the "
+                   "backend, the most accurate; analytic: nothing timed but the --samples "
+                   "architectures; auto: units unless the backend is a remote device (command).")
 @_backend_options
 @storage_option("Latency cache and predictor")
-def fit_cmd(space: str, samples: int, candidates: int, seed: int, backend: str,
+def fit_cmd(space: str, samples: int, candidates: int, seed: int, features: str, backend: str,
             threads: int | None, batch: int, settings: tuple[str, ...],
             storage: str | None) -> None:
     """Measure up to --samples architectures on the backend and fit its predictor."""
     from ..latency.device_predictor import fit_device
+    from ..latency.measure import check_backend
     from ..search.space import random_configs, resolve_space
 
     if candidates < samples:
         raise EdgeExploreError(f"--candidates ({candidates}) must be at least --samples "
                                f"({samples})")
+    # a backend that cannot run here is refused before the store is opened (or created)
+    b = check_backend(backend, batch=batch, threads=threads, **parse_settings(settings))
     pool = random_configs(resolve_space(space), candidates, seed)
     out = console()
     with out.status("choosing architectures") as status:
         def progress(i: int, n: int, cfg: Any) -> None:
             status.update(f"measuring {i + 1}/{n}: {cfg.hash}")
 
-        pred = fit_device(pool, samples, backend=backend, batch=batch, threads=threads,
-                          store=_store(storage), progress=progress, **parse_settings(settings))
+        pred = fit_device(pool, samples, backend=b, batch=batch, store=_store(storage),
+                          progress=progress, features=features)
     r = pred.report
-    click.echo(f"fitted {pred.model.method} on {len(pred.archs)} measured architectures "
+    click.echo(f"fitted {pred.model.method} ({pred.features} features) on {len(pred.archs)} "
+               f"measured architectures "
                f"({pred.device}); cross-validated: within 10% {_percent(r['within10'])}, "
                f"within 5% {_percent(r['within5'])}, MAPE {r['mape']:.1%}, "
                f"max {r['max_ape']:.1%}, tau {r['tau'] if r['tau'] is None else round(r['tau'], 3)}")
@@ -95,7 +105,7 @@ def fit_cmd(space: str, samples: int, candidates: int, seed: int, backend: str,
 
 SHOW_COLUMNS = [
     Column("backend"), Column("settings"), Column("batch", right=True), Column("device"),
-    Column("method"), Column("chosen"), Column("n", "measured", right=True),
+    Column("features"), Column("method"), Column("chosen"), Column("n", "measured", right=True),
     Column("within5", "within 5%", _percent, right=True),
     Column("within10", "within 10%", _percent, right=True),
     Column("mape", "MAPE", _percent, right=True),
@@ -115,7 +125,8 @@ def show_cmd(storage: str | None, fmt: str) -> None:
     for p in tables.list_predictors(_store(storage, create=False)):
         for method, r in p["report"]["candidates"].items():
             rows.append({"backend": p["backend"], "settings": json.loads(p["settings"]),
-                         "batch": p["batch"], "device": p["device"], "method": method,
+                         "batch": p["batch"], "device": p["device"],
+                         "features": p["features"], "method": method,
                          "chosen": method == p["method"], "n": r["n"],
                          **{k: r[k] for k in ("within5", "within10", "mape", "max_ape", "tau")}})
     emit(rows, fmt, SHOW_COLUMNS, title="Latency predictors (leave-one-out cross-validation)",

@@ -40,6 +40,8 @@ class CommandBackend:
     """Runs ``command`` (a list of arguments with placeholders) and parses latencies from it."""
 
     name = "command"
+    #: each timing is a round trip to another device: the learned predictor times no units here
+    remote = True
 
     def __init__(
         self,

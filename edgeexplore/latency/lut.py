@@ -197,24 +197,27 @@ class LUTBackend:
 
     def __init__(
         self,
-        base: str = "torch-cpu",
+        base: str | Any = "torch-cpu",
         threads: int | None = None,
         calibrate: int = 3,
         unit_budget_s: float = UNIT_BUDGET_S,
         **base_settings: Any,
     ) -> None:
-        if base == "lut":
+        if base == "lut" or getattr(base, "name", None) == "lut":
             raise EdgeExploreError("the lut backend cannot use itself as its base backend")
         if isinstance(calibrate, bool) or not isinstance(calibrate, int) or calibrate < 0:
             raise EdgeExploreError(f"calibrate must be a non-negative integer, not {calibrate!r}")
-        self.base_name = base
         self.calibrate_n = calibrate
         self._store: Store | None = None
-        # Whole models are timed with the base backend's own settings; units with a smaller
-        # budget (their medians settle fast).
-        self.base = get_backend(base, threads=threads, **base_settings)
-        self.unit_base = get_backend(base, threads=threads, **{**base_settings,
-                                                             "budget_s": unit_budget_s})
+        if isinstance(base, str):
+            # Whole models are timed with the base backend's own settings; units with a smaller
+            # budget (their medians settle fast).
+            self.base = get_backend(base, threads=threads, **base_settings)
+            self.unit_base = get_backend(base, threads=threads, **{**base_settings,
+                                                                 "budget_s": unit_budget_s})
+        else:  # a backend object (the learned predictor's): units timed as it times models
+            self.base = self.unit_base = base
+        self.base_name = self.base.name
         self.unit_budget_s = unit_budget_s
         self._memo: dict[tuple, float] = {}
         self._loaded = False
@@ -283,6 +286,22 @@ class LUTBackend:
                             p90_ms=m.p90_ms, cv=m.cv, count=m.count, **key)
         self._memo[memo_key] = m.median_ms
         return m.median_ms, True
+
+    def unit_sums(self, model: Any, input_shape: tuple[int, ...]) -> dict[str, float]:
+        """``model``'s unit medians summed per group, timing the units not in the table yet:
+        ``total``; for an EdgeBackbone each block kind's blocks (named by kind) and ``other``
+        (stem, downsamplers, norms, head). The learned predictor's unit features."""
+        arch = getattr(model, "arch", None)
+        sums: dict[str, float] = {"total": 0.0}
+        for u in model_units(model, tuple(int(d) for d in input_shape)):
+            ms = self.unit_latency(u)[0]
+            parts = u.name.split(".")
+            group = "other"
+            if arch is not None and len(parts) > 3 and parts[0] == "stages" and parts[2] == "blocks":
+                group = arch.stages[int(parts[1])].block
+            sums[group] = sums.get(group, 0.0) + ms
+            sums["total"] += ms
+        return sums
 
     def calibration(self, input_shape: tuple[int, ...]) -> list[LutCalibration]:
         return tables.lut_calibration(self.store, shape_str(input_shape), self._key())

@@ -10,6 +10,8 @@ reader (``trials list``, optuna-dashboard) can share the file without "database 
 from __future__ import annotations
 
 import os
+import random
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -239,8 +241,10 @@ def create_schema(url: str, create: Callable[[], T]) -> T:
     On PostgreSQL, hosts starting on a new database at once would race inside Optuna's
     CREATE TABLEs (PostgreSQL then reports 'type "alembic_version" already exists'), so they
     queue on an advisory lock held for the duration. On SQLite the loser of the race sees
-    "already exists" or a duplicate schema-version row, which only means the schema is there
-    now, so look again.
+    "already exists" or a duplicate schema-version row, which only means another process is
+    creating the schema: look again after a pause. The pause matters: Optuna takes an
+    existing but still empty version table for a missing one, so a loser that retries at once
+    can lose every retry while the winner is between creating that table and stamping it.
     """
     if make_url(url).get_backend_name() == "postgresql":
         engine = _new_engine(url)
@@ -254,13 +258,16 @@ def create_schema(url: str, create: Callable[[], T]) -> T:
                                  {"key": _OPTUNA_SCHEMA_LOCK})
         finally:
             engine.dispose()
-    for _ in range(4):
+    deadline, pause = time.monotonic() + BUSY_TIMEOUT_S, 0.05
+    while True:
         try:
             return create()
         except (OperationalError, IntegrityError) as e:
-            if not (isinstance(e, IntegrityError) or "already exists" in str(e.orig)):
-                raise
-    return create()  # the schema is complete by now; a failure here is a real one
+            lost_race = isinstance(e, IntegrityError) or "already exists" in str(e.orig)
+            if not lost_race or time.monotonic() > deadline:
+                raise  # a real failure, or a winner that never finished
+        time.sleep(pause * (1 + random.random()))  # jittered: the losers do not retry in step
+        pause = min(pause * 2, 1.0)
 
 
 def optuna_rdb(url: str, *, create: bool = True, **options: Any) -> Any:

@@ -211,6 +211,8 @@ class LatencyPredictor(db.Base):
     device_fingerprint: Mapped[str] = mapped_column(String(16))
     device: Mapped[str] = mapped_column(Text)
     method: Mapped[str] = mapped_column(String(32))
+    #: "analytic" or "units" (the fit may read the device's unit table): see device_predictor
+    features: Mapped[str] = mapped_column(String(16), server_default="analytic")
     archs: Mapped[str] = mapped_column(Text)  # JSON list of ArchConfig dicts, in training order
     report: Mapped[str] = mapped_column(Text)  # JSON: the CV error of the chosen and all methods
     created_at: Mapped[datetime] = mapped_column(DateTime, default=db.utcnow)
@@ -221,7 +223,8 @@ _PREDICTOR_KEY = ("backend", "settings", "batch", "device_fingerprint")
 
 
 def _predictor(row: LatencyPredictor) -> dict[str, Any]:
-    return {"method": row.method, "device": row.device, "archs": json.loads(row.archs),
+    return {"method": row.method, "features": row.features, "device": row.device,
+            "archs": json.loads(row.archs),
             "report": json.loads(row.report), "updated_at": row.updated_at,
             **{k: getattr(row, k) for k in _PREDICTOR_KEY}}
 
@@ -241,7 +244,7 @@ def list_predictors(store: db.Store) -> list[dict[str, Any]]:
 
 
 def put_predictor(store: db.Store, key: dict[str, Any], *, device: str, method: str,
-                  archs: list[dict[str, Any]], report: dict[str, Any]) -> None:
+                  features: str, archs: list[dict[str, Any]], report: dict[str, Any]) -> None:
     """Insert or replace the predictor under ``key`` (one transaction)."""
     try:
         with store.session() as s:
@@ -249,7 +252,7 @@ def put_predictor(store: db.Store, key: dict[str, Any], *, device: str, method: 
             if row is None:
                 row = LatencyPredictor(**key)
                 s.add(row)
-            row.device, row.method = device, method
+            row.device, row.method, row.features = device, method, features
             row.archs, row.report = json.dumps(archs), json.dumps(report)
             row.updated_at = db.utcnow()
     except SQLAlchemyError as e:
