@@ -31,9 +31,10 @@ see what no count of FLOPs or modules does, such as how fast this device runs a 
 conv or a matmul over 49 tokens, and the whole network is then close to a scaled sum of its
 parts: the scale absorbs what timing a unit alone adds or misses.
 
-Persistence (:func:`save` / :func:`load`): the store keeps, per device fingerprint, backend,
-settings and batch, the training architectures and the CV report, never a pickled model; the
-model is refitted from the cached measurements when loaded (a fit takes well under a second).
+Persistence (:mod:`.device_predictor`): the store keeps, per device fingerprint, backend,
+settings and batch, the features, the training architectures and the CV report, never a pickled
+model; the model is refitted from the cached measurements when loaded (a fit takes well under a
+second).
 """
 
 from __future__ import annotations

@@ -242,9 +242,9 @@ def create_schema(url: str, create: Callable[[], T]) -> T:
     CREATE TABLEs (PostgreSQL then reports 'type "alembic_version" already exists'), so they
     queue on an advisory lock held for the duration. On SQLite the loser of the race sees
     "already exists" or a duplicate schema-version row, which only means another process is
-    creating the schema: look again after a pause. The pause matters: Optuna takes an
-    existing but still empty version table for a missing one, so a loser that retries at once
-    can lose every retry while the winner is between creating that table and stamping it.
+    creating the schema: look again after a pause, until the busy timeout. The pause matters:
+    on a loaded CI machine a loser that retried five times at once lost all five while the
+    winner was still at work.
     """
     if make_url(url).get_backend_name() == "postgresql":
         engine = _new_engine(url)
