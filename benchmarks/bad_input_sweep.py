@@ -326,6 +326,8 @@ def cases(fx: Path) -> list[Case]:
         "--storage", "new.db")
     add("predictor fit no samples, new store", "predictor", "fit", "--samples", "0",
         "--storage", "new.db")
+    add("predictor fit on lut, new store", "predictor", "fit", "--backend", "lut",
+        "--storage", "new.db")
 
     # -- read-only store / folder / output for commands that write
     for cname, cargs in [

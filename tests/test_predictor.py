@@ -227,3 +227,12 @@ def test_a_units_predictor_times_each_unit_once_and_keeps_its_features(tiny_arch
     device.remote = True
     refit = fit_device(tiny_archs[:14], 8, backend=device, store=store)
     assert refit.features == "analytic" and "units-scale" not in refit.model.candidates
+
+
+def test_a_predicting_backend_cannot_train_a_predictor(tmp_path):
+    db = tmp_path / "new.db"
+    result = CliRunner().invoke(cli, ["predictor", "fit", "--backend", "lut", "--storage",
+                                      str(db)])
+    assert result.exit_code == 1
+    assert "predicts latency rather than measuring it" in str(result.exception)
+    assert not db.exists()  # refused before the store was created

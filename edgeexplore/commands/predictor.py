@@ -78,7 +78,7 @@ def fit_cmd(space: str, samples: int, candidates: int, seed: int, features: str,
             threads: int | None, batch: int, settings: tuple[str, ...],
             storage: str | None) -> None:
     """Measure up to --samples architectures on the backend and fit its predictor."""
-    from ..latency.device_predictor import fit_device
+    from ..latency.device_predictor import fit_device, measuring_backend
     from ..latency.measure import check_backend
     from ..search.space import random_configs, resolve_space
 
@@ -86,7 +86,8 @@ def fit_cmd(space: str, samples: int, candidates: int, seed: int, features: str,
         raise EdgeExploreError(f"--candidates ({candidates}) must be at least --samples "
                                f"({samples})")
     # a backend that cannot run here is refused before the store is opened (or created)
-    b = check_backend(backend, batch=batch, threads=threads, **parse_settings(settings))
+    b = measuring_backend(check_backend(backend, batch=batch, threads=threads,
+                                        **parse_settings(settings)))
     pool = random_configs(resolve_space(space), candidates, seed)
     out = console()
     with out.status("choosing architectures") as status:

@@ -109,6 +109,18 @@ def _unit_table(features: str, backend: Any, batch: int, store: Store) -> UnitTa
     return UnitTable(lut, batch)
 
 
+def measuring_backend(backend: Any, threads: int | None = None, **settings: Any) -> Any:
+    """``backend`` as an object, refused when it cannot train a predictor: one whose results are
+    not cached (``lut``) predicts rather than measures, and the predictor learns from the
+    latency cache."""
+    b = resolve_backend(backend, threads=threads, **settings)
+    if not getattr(b, "cacheable", True):
+        raise EdgeExploreError(f"the {b.name!r} backend predicts latency rather than measuring "
+                               "it, so no predictor can learn from it; use a measuring backend "
+                               "(e.g. --backend torch-cpu)")
+    return b
+
+
 def _open(store: Store | None) -> Store:
     return store if store is not None else open_store()
 
@@ -134,7 +146,7 @@ def fit_device(candidates: list[ArchConfig], samples: int, backend: str = "torch
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise EdgeExploreError(f"samples must be a positive integer, not {samples!r}")
     store = _open(store)
-    b = resolve_backend(backend, threads=threads, **settings)
+    b = measuring_backend(backend, threads=threads, **settings)
     features = resolve_features(features, b)
     key = backend_key(b, batch)
     row = tables.get_predictor(store, key)
@@ -161,7 +173,7 @@ def load_predictor(backend: str = "torch-cpu", batch: int = 1, threads: int | No
     """The stored predictor for this backend, settings and device, refitted from its cached
     measurements; None when none was fitted here."""
     store = _open(store)
-    b = resolve_backend(backend, threads=threads, **settings)
+    b = measuring_backend(backend, threads=threads, **settings)
     key = backend_key(b, batch)
     row = tables.get_predictor(store, key)
     if row is None:
