@@ -86,8 +86,9 @@ TRIAL_COLUMNS = [
     Column("id", right=True), Column("study"), Column("number", "#", right=True),
     Column("state"), *map(Column.metric, ("accuracy", "full_accuracy", "latency_ms")),
     Column("latency_source", "latency", lambda v: v or "-"),
-    *map(Column.metric, ("flops", "params", "energy_mj")), Column("backend"), Column("resolution"), Column("arch_hash", "architecture"),
-    Column("blocks"), Column("depths"), Column("widths"),
+    *map(Column.metric, ("flops", "params", "energy_mj")), Column("backend"),
+    Column("resolution"), Column("arch_hash", "architecture"), Column("blocks"),
+    Column("depths"), Column("widths"),
 ]
 
 

@@ -13,6 +13,7 @@ from .. import store
 from ..errors import EdgeExploreError
 from ..evaluation.outcome import INTERRUPTED
 from ..store import db
+from ..store.trial_latency import PREDICTED
 from ..units import duration, format_values, human_count
 from .options import SEED, format_option, storage_option
 from .options import console as make_console
@@ -25,7 +26,7 @@ def _fmt(v: float | None, spec: str) -> str:
 
 def _source(o) -> str:
     """`` (predicted)`` for a latency the learned predictor gave and nothing measured."""
-    return f" ({o.latency_source})" if o.latency_source == "predicted" else ""
+    return f" ({PREDICTED})" if o.latency_source == PREDICTED else ""
 
 
 def _trial_line(o, progress: str = "") -> str:

@@ -111,13 +111,13 @@ def _unit_table(features: str, backend: Any, batch: int, store: Store) -> UnitTa
 
 def measuring_backend(backend: Any, threads: int | None = None, **settings: Any) -> Any:
     """``backend`` as an object, refused when it cannot train a predictor: one whose results are
-    not cached (``lut``) predicts rather than measures, and the predictor learns from the
-    latency cache."""
+    not cached (``lut``) predicts rather than measures, and a predictor learns from the latency
+    cache (``predictor fit`` and ``backend: predicted`` both ask here)."""
     b = resolve_backend(backend, threads=threads, **settings)
     if not getattr(b, "cacheable", True):
-        raise EdgeExploreError(f"the {b.name!r} backend predicts latency rather than measuring "
-                               "it, so no predictor can learn from it; use a measuring backend "
-                               "(e.g. --backend torch-cpu)")
+        raise EdgeExploreError(f"the backend {b.name!r} is not cached: it predicts latency "
+                               "rather than measuring it, so no predictor can learn from it; "
+                               "measure with another backend (e.g. torch-cpu)")
     return b
 
 

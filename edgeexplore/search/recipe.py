@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PRESETS, parse_resolution
-from ..errors import ConfigError, reject_unknown_keys
+from ..errors import ConfigError, EdgeExploreError, reject_unknown_keys
 from ..evaluation.specs import Prediction
 from ..objectives import SEARCHABLE, Objective, add, make_objective
 from ..shipped import shipped_dir
@@ -195,10 +195,12 @@ class StudyRecipe:
         batch, threads = s.pop("batch", 1), s.pop("threads", None)
         b = check_backend(self.backend, batch=batch, threads=threads, **s)
         if self.prediction is not None:
-            if not getattr(b, "cacheable", True):
-                raise ConfigError(f"backend: predicted latency is learned from measurements in "
-                                  f"the latency cache, and {self.backend!r} is not cached (it "
-                                  "predicts rather than measures); measure with another backend")
+            from ..latency.device_predictor import measuring_backend
+
+            try:
+                measuring_backend(b)
+            except EdgeExploreError as e:
+                raise ConfigError(f"backend: predicted: {e}") from None
             if any(o.name == "energy_mj" for o in self.objectives):
                 raise ConfigError("backend: predicted latency comes without energy; drop the "
                                   "energy objective or measure every trial")
